@@ -40,10 +40,7 @@ class MelEmbedding(EmbeddingModel):
             _PARAMS["fmin"], _PARAMS["fmax"], _PARAMS["log_offset"],
         )
         cut = patches(logmel, _PARAMS["patch_frames"], _PARAMS["patch_hop_frames"])
-        if len(cut) == 0:
-            stats = [logmel]
-        else:
-            stats = list(cut)
+        stats = [logmel] if len(cut) == 0 else list(cut)
         return np.stack([np.concatenate([p.mean(axis=0), p.std(axis=0)]) for p in stats]).astype(np.float32)
 
     def forward(self, inputs: np.ndarray) -> tuple[np.ndarray, None]:
