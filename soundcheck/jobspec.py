@@ -125,6 +125,7 @@ class FileEntry(BaseModel):
     channels: int
     format: str
     label: str | None = None
+    silent: bool = Field(False, description="Peak below -80 dBFS.")
     path: str | None = Field(None, description="Absolute path for registered server datasets; None = blob.")
 
 

@@ -1,0 +1,57 @@
+"""Datasets: upload audio files or a zip, register a server directory, read manifests."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
+
+from app.api.deps import BlobsDep, ManifestsDep, SettingsDep
+from app.datasets import Collected, add_upload, finish, resolve_allowed, scan_directory
+from soundcheck.jobspec import DatasetView, RegisterDataset
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+
+@router.post("", status_code=201, response_model=DatasetView, response_model_exclude_none=True)
+def upload_dataset(
+    files: Annotated[list[UploadFile], File(description="Audio files and/or zip archives; labels.csv optional")],
+    manifests: ManifestsDep,
+    blobs: BlobsDep,
+    settings: SettingsDep,
+    response: Response,
+    on_invalid: Annotated[Literal["reject", "skip"], Form()] = "reject",
+    include_files: bool = False,
+) -> DatasetView:
+    collected = Collected()
+    for upload in files:
+        add_upload(collected, upload.filename or "unnamed", upload.file, blobs, settings)
+    manifest = manifests.save(finish(collected, "upload", on_invalid))
+    response.headers["Location"] = f"/v1/datasets/{manifest.id}"
+    return manifest if include_files else manifest.model_copy(update={"files": None})
+
+
+@router.post("/register", status_code=201, response_model=DatasetView, response_model_exclude_none=True)
+def register_dataset(
+    body: RegisterDataset, manifests: ManifestsDep, settings: SettingsDep, response: Response,
+    on_invalid: Literal["reject", "skip"] = "reject",
+) -> DatasetView:
+    root = resolve_allowed(body.path, settings)
+    collected = Collected()
+    scan_directory(collected, root, settings)
+    manifest = manifests.save(finish(collected, "path", on_invalid, root=str(root)))
+    response.headers["Location"] = f"/v1/datasets/{manifest.id}"
+    return manifest.model_copy(update={"files": None})
+
+
+@router.get("", response_model=list[DatasetView], response_model_exclude_none=True)
+def list_datasets(manifests: ManifestsDep, limit: int = 100) -> list[DatasetView]:
+    return manifests.list(limit)
+
+
+@router.get("/{dataset_id}", response_model=DatasetView, response_model_exclude_none=True)
+def get_dataset(dataset_id: str, manifests: ManifestsDep, include_files: bool = True) -> DatasetView:
+    manifest = manifests.get(dataset_id)
+    if manifest is None:
+        raise HTTPException(404, f"dataset {dataset_id!r} not found")
+    return manifest if include_files else manifest.model_copy(update={"files": None})

@@ -1,0 +1,31 @@
+"""Jobs: POST an evaluation, poll its status, progress and result."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Response
+
+from app.api.deps import JobsDep, RedisDep, SettingsDep
+from app.jobs import create_job, get_job
+from soundcheck.jobspec import JobCreate, JobView
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+@router.post("", status_code=202, response_model=JobView)
+def post_job(spec: JobCreate, redis: RedisDep, settings: SettingsDep, response: Response) -> JobView:
+    view = create_job(redis, settings, spec)
+    response.headers["Location"] = f"/v1/jobs/{view.id}"
+    return view
+
+
+@router.get("", response_model=list[JobView])
+def list_jobs(jobs: JobsDep, limit: int = 50) -> list[JobView]:
+    return jobs.list(limit)
+
+
+@router.get("/{job_id}", response_model=JobView)
+def read_job(job_id: str, redis: RedisDep, settings: SettingsDep) -> JobView:
+    view = get_job(redis, settings, job_id)
+    if view is None:
+        raise HTTPException(404, f"job {job_id!r} not found")
+    return view

@@ -1,0 +1,22 @@
+"""GET /v1/models: every model, whether it can run here and on which workers, and what is missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.api.deps import RedisDep, SettingsDep
+from app.jobs import live_workers
+from soundcheck.embeddings.models_info import describe_models
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+@router.get("")
+def list_models(redis: RedisDep, settings: SettingsDep) -> list[dict[str, Any]]:
+    workers = live_workers(redis, settings)
+    models = describe_models(settings.models_dir)
+    for model in models:
+        model["workers"] = [w["name"] for w in workers if model["id"] in w.get("loaded", [])]
+    return models

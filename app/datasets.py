@@ -1,0 +1,213 @@
+"""Dataset creation for the api: streamed uploads, zip safety, registered server directories.
+
+Every file is checked before a manifest exists: decodable, non-empty, finite, not longer than the limit.
+Bytes are stored content-addressed first, so a rejected upload loses nothing already stored, and a retry of
+the same files is the same dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from soundcheck import audio
+from soundcheck.datastore import (
+    AUDIO_SUFFIXES,
+    LABELS_CSV,
+    BlobStore,
+    DatasetError,
+    build_manifest,
+    describe,
+    hash_file,
+    parse_labels_csv,
+    safe_relative_name,
+)
+from soundcheck.jobspec import DatasetView, FileEntry
+from soundcheck.settings import Settings
+
+
+class TooLarge(DatasetError):
+    """A size limit was hit (the api answers 413)."""
+
+
+class Forbidden(DatasetError):
+    """A path outside the operator's allowed roots (the api answers 403)."""
+
+
+@dataclass
+class Collected:
+    """Files gathered from one request before they become a manifest."""
+
+    entries: list[FileEntry] = field(default_factory=list)
+    silent: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def _is_ignorable(name: str) -> bool:
+    parts = PurePosixPath(name).parts
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _add_file(out: Collected, name: str, sha: str, size: int, path: Path, settings: Settings,
+              stored_path: str | None = None) -> None:
+    try:
+        entry, silent = describe(name, path, sha, size, stored_path)
+    except audio.AudioError as exc:
+        out.invalid.append(str(exc))
+        return
+    if entry.duration_s > settings.max_file_seconds:
+        out.invalid.append(f"{name}: {entry.duration_s:.0f} s is longer than the limit of "
+                           f"{settings.max_file_seconds:.0f} s (SOUNDCHECK_MAX_FILE_SECONDS)")
+        return
+    out.entries.append(entry)
+    if silent:
+        out.silent.append(name)
+    if len(out.entries) > settings.max_files_per_dataset:
+        raise TooLarge(f"more than {settings.max_files_per_dataset} files in one dataset")
+
+
+class _Budget:
+    """Counts bytes actually read from zip members, whatever their headers claim (zip-bomb guard)."""
+
+    def __init__(self, limit: int) -> None:
+        self.remaining = limit
+
+    def reader(self, stream: IO[bytes], declared: int, ratio_limit: float, compressed: int, name: str) -> IO[bytes]:
+        budget = self
+        cap = max(compressed, 1) * ratio_limit
+
+        class _Limited:
+            read_total = 0
+
+            def read(self, n: int = -1) -> bytes:
+                block = stream.read(n)
+                self.read_total += len(block)
+                budget.remaining -= len(block)
+                if budget.remaining < 0:
+                    raise TooLarge("zip expands beyond the limit (SOUNDCHECK_ZIP_MAX_UNCOMPRESSED_BYTES)")
+                if self.read_total > cap and self.read_total > 1 << 20:
+                    raise TooLarge(f"zip member {name!r} expands more than {ratio_limit:.0f}x: refused as a zip bomb")
+                if self.read_total > declared:
+                    raise DatasetError(f"zip member {name!r} is larger than its header says: corrupt or hostile")
+                return block
+
+        return _Limited()  # type: ignore[return-value]
+
+
+def _zip_members(archive: zipfile.ZipFile, settings: Settings) -> Iterator[zipfile.ZipInfo]:
+    infos = archive.infolist()
+    if len(infos) > settings.zip_max_members:
+        raise TooLarge(f"zip has {len(infos)} members; the limit is {settings.zip_max_members}")
+    declared = sum(i.file_size for i in infos)
+    if declared > settings.zip_max_uncompressed_bytes:
+        raise TooLarge(f"zip would expand to {declared} bytes; the limit is {settings.zip_max_uncompressed_bytes}")
+    for info in infos:
+        if info.is_dir():
+            continue
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise DatasetError(f"zip member {info.filename!r} is a symbolic link: not allowed")
+        if info.file_size > max(info.compress_size, 1) * settings.zip_max_ratio and info.file_size > 1 << 20:
+            raise TooLarge(f"zip member {info.filename!r} expands {info.file_size / max(info.compress_size, 1):.0f}x:"
+                           " refused as a zip bomb")
+        yield info
+
+
+def add_zip(out: Collected, stream: IO[bytes], blobs: BlobStore, settings: Settings, prefix: str = "") -> None:
+    """Store the audio members of a zip; names are checked against zip-slip before anything is read."""
+    try:
+        archive = zipfile.ZipFile(stream)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(f"not a valid zip archive ({exc})") from None
+    budget = _Budget(settings.zip_max_uncompressed_bytes)
+    with archive:
+        members = list(_zip_members(archive, settings))
+        for info in members:
+            safe_relative_name(info.filename)  # refuse the whole archive on the first hostile name
+        for info in members:
+            name = safe_relative_name(prefix + info.filename)
+            if _is_ignorable(name):
+                continue
+            if PurePosixPath(name).name == LABELS_CSV:
+                with archive.open(info) as fh:
+                    out.labels.update(parse_labels_csv(fh.read(1 << 24).decode("utf-8", "replace")))
+                continue
+            if PurePosixPath(name).suffix.lower() not in AUDIO_SUFFIXES:
+                out.skipped.append(name)
+                continue
+            try:
+                with archive.open(info) as member:
+                    limited = budget.reader(member, info.file_size, settings.zip_max_ratio, info.compress_size, name)
+                    sha, size, path = blobs.put_stream(limited, settings.max_upload_bytes)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                out.invalid.append(f"{name}: cannot be extracted ({exc})")
+                continue
+            _add_file(out, name, sha, size, path, settings)
+
+
+def add_upload(out: Collected, filename: str, stream: IO[bytes], blobs: BlobStore, settings: Settings) -> None:
+    """One uploaded part: a zip is expanded, labels.csv parsed, audio stored and checked."""
+    name = safe_relative_name(filename or "unnamed")
+    if name.lower().endswith(".zip"):
+        add_zip(out, stream, blobs, settings)
+        return
+    if PurePosixPath(name).name == LABELS_CSV:
+        out.labels.update(parse_labels_csv(stream.read(1 << 24).decode("utf-8", "replace")))
+        return
+    sha, size, path = blobs.put_stream(stream, settings.max_upload_bytes)
+    _add_file(out, name, sha, size, path, settings)
+
+
+def resolve_allowed(raw: str, settings: Settings) -> Path:
+    """Resolve a server path and require it under an operator-allowed root (after following links)."""
+    if not settings.allowed_roots:
+        raise Forbidden("registering server directories is disabled: the operator sets SOUNDCHECK_ALLOWED_ROOTS")
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise DatasetError(f"{raw!r} is not an absolute path")
+    real = path.resolve()
+    if not any(real == root or root in real.parents for root in settings.allowed_roots):
+        roots = ", ".join(str(r) for r in settings.allowed_roots)
+        raise Forbidden(f"{raw!r} is outside the allowed roots ({roots})")
+    if not real.is_dir():
+        raise DatasetError(f"{raw!r} is not a directory on the server")
+    return real
+
+
+def scan_directory(out: Collected, root: Path, settings: Settings) -> None:
+    """Hash and check every audio file under ``root``; links that leave the root are skipped and listed."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fname in sorted(filenames):
+            full = Path(dirpath) / fname
+            name = full.relative_to(root).as_posix()
+            if _is_ignorable(name):
+                continue
+            if fname == LABELS_CSV:
+                out.labels.update(parse_labels_csv(full.read_text("utf-8", "replace")))
+                continue
+            if full.suffix.lower() not in AUDIO_SUFFIXES:
+                out.skipped.append(name)
+                continue
+            real = full.resolve()
+            if root not in real.parents:
+                out.skipped.append(f"{name} (link outside the dataset root)")
+                continue
+            _add_file(out, name, hash_file(real), real.stat().st_size, real, settings, stored_path=str(real))
+
+
+def finish(out: Collected, source: str, on_invalid: str, root: str | None = None) -> DatasetView:
+    """Turn collected files into a manifest, or refuse with every problem listed."""
+    if out.invalid and on_invalid != "skip":
+        shown = "; ".join(out.invalid[:10]) + (f"; and {len(out.invalid) - 10} more" if len(out.invalid) > 10 else "")
+        raise DatasetError(f"{len(out.invalid)} file(s) cannot be used: {shown}. Fix or remove them, or send "
+                           "on_invalid=skip to leave them out.")
+    skipped = out.skipped + [f"{msg} (skipped)" for msg in out.invalid]
+    return build_manifest(out.entries, source, out.silent, skipped, out.labels, root)

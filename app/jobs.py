@@ -1,0 +1,101 @@
+"""Enqueue evaluation jobs, read their state, and know which workers serve which models.
+
+The api never imports the worker or torch: jobs are enqueued by function path with RQ's JSON serializer.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from redis import Redis
+from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from soundcheck.datastore import ManifestStore
+from soundcheck.embeddings.registry import SPECS
+from soundcheck.jobspec import SIGNAL_METRICS, JobCreate, JobView
+from soundcheck.jobstore import JobStore
+from soundcheck.settings import Settings
+
+TASK = "worker.tasks.evaluate"
+WORKER_MODELS_FIELD = "soundcheck"  # field of RQ's worker hash where our worker describes its models
+
+
+class JobRequestError(ValueError):
+    """A job that cannot run as asked (the api answers 422 or 404)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def live_workers(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
+    """Workers alive on our queue, each with the models it loaded and the ones it could not."""
+    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    out = []
+    for worker in Worker.all(queue=queue):
+        raw = redis.hget(worker.key, WORKER_MODELS_FIELD)
+        info = json.loads(raw) if raw else {}
+        out.append({"name": worker.name, "state": worker.get_state(), "hostname": worker.hostname, **info})
+    return out
+
+
+def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
+    if spec.embedding not in SPECS:
+        raise JobRequestError(f"unknown embedding {spec.embedding!r}; valid: {', '.join(SPECS)}")
+    if spec.metrics and set(spec.metrics) <= SIGNAL_METRICS:
+        return
+    if not workers:
+        return  # a worker may start later; the job waits in the queue
+    if not any(spec.embedding in w.get("loaded", []) for w in workers):
+        reasons = {w.get("unavailable", {}).get(spec.embedding) for w in workers} - {None}
+        why = f": {'; '.join(sorted(reasons))}" if reasons else ""
+        raise JobRequestError(f"no live worker has model {spec.embedding!r} loaded{why}")
+
+
+def create_job(redis: Redis, settings: Settings, spec: JobCreate) -> JobView:
+    manifests = ManifestStore(redis, settings.data_dir / "datasets")
+    for role in ("reference", "candidate"):
+        if manifests.get(getattr(spec, role)) is None:
+            raise JobRequestError(f"{role} dataset {getattr(spec, role)!r} not found; POST /v1/datasets first", 404)
+    _check_models(spec, live_workers(redis, settings))
+    job_id = uuid.uuid4().hex
+    view = JobStore(redis).create(job_id, spec)
+    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    queue.enqueue_call(
+        TASK, args=(job_id, spec.model_dump(mode="json", by_alias=True)), job_id=job_id,
+        timeout=settings.job_timeout_s, result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s,
+        description=f"evaluate {spec.embedding} {','.join(spec.metrics)}",
+    )
+    return view
+
+
+def get_job(redis: Redis, settings: Settings, job_id: str) -> JobView | None:
+    """The job record, reconciled with RQ so a job whose worker died shows as failed, never hangs."""
+    store = JobStore(redis)
+    view = store.get(job_id)
+    if view is None or view.status in ("finished", "failed"):
+        return view
+    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    StartedJobRegistry(queue=queue).cleanup()
+    try:
+        rq_job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+        status = rq_job.get_status()
+    except NoSuchJobError:
+        rq_job, status = None, None
+    if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED) or rq_job is None:
+        detail = _rq_failure(rq_job) if rq_job is not None else "the queued job vanished from Redis"
+        store.fail(job_id, f"the worker stopped without finishing the job ({detail}); submit it again")
+        return store.get(job_id)
+    return view
+
+
+def _rq_failure(job: Job) -> str:
+    info = job.exc_info or ""
+    last = [line for line in info.strip().splitlines() if line.strip()]
+    return last[-1] if last else f"RQ status {job.get_status()}"

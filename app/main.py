@@ -1,0 +1,126 @@
+"""create_app(): routes, the Redis pool in the lifespan, and RFC 9457 problem+json for every error."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from redis import Redis
+from redis.exceptions import RedisError
+
+from app.api.deps import require_token
+from app.api.routes import datasets, health, jobs, models
+from app.datasets import Forbidden, TooLarge
+from app.jobs import JobRequestError
+from soundcheck.datastore import DatasetError
+from soundcheck.settings import Settings, get_settings
+
+log = logging.getLogger("soundcheck.api")
+STATIC_DIR = Path(__file__).parent / "static"
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    errors = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "literal_error" and "expected" in err.get("ctx", {}):
+            msg = f"{msg}"
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        errors.append({"field": loc, "message": msg, "input": _short(err.get("input"))})
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return detail, errors
+
+
+def _short(value: Any) -> Any:
+    text = repr(value)
+    return value if len(text) <= 200 and isinstance(value, str | int | float | bool | None) else text[:200]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+                  413: "Payload Too Large", 422: "Unprocessable Content"}
+        return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, errors = _validation_detail(exc)
+        return problem(422, "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(DatasetError)
+    async def _dataset(_: Request, exc: DatasetError) -> JSONResponse:
+        status = 413 if isinstance(exc, TooLarge) else 403 if isinstance(exc, Forbidden) else 422
+        return problem(status, "Dataset rejected", str(exc))
+
+    @app.exception_handler(JobRequestError)
+    async def _job(_: Request, exc: JobRequestError) -> JSONResponse:
+        return problem(exc.status, "Job rejected", str(exc))
+
+    @app.exception_handler(RedisError)
+    async def _redis(_: Request, exc: RedisError) -> JSONResponse:
+        return problem(503, "Service Unavailable", f"Redis is not reachable ({exc}); is `soundcheck serve` running?")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return problem(500, "Internal Server Error", f"{type(exc).__name__}: {exc}")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.redis = Redis.from_url(settings.redis_url, socket_timeout=30, health_check_interval=30)
+        try:
+            yield
+        finally:
+            app.state.redis.close()
+
+    app = FastAPI(
+        title="soundcheck", version="0.1.0", lifespan=lifespan,
+        description="Objective metrics for generated audio (FAD, KAD, NDB/JSD, PRDC, IS/KL, signal metrics).",
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    secured = [Depends(require_token)]
+    for module in (health, datasets, jobs, models):
+        app.include_router(module.router, prefix="/v1", dependencies=secured if module is not health else [])
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_upload_bytes:
+            return problem(413, "Payload Too Large", f"request body of {length} bytes exceeds the limit of "
+                           f"{settings.max_upload_bytes} bytes (SOUNDCHECK_MAX_UPLOAD_BYTES); split the upload")
+        return await call_next(request)
+
+    if STATIC_DIR.is_dir():
+        app.mount("/dashboard", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
+
+    @app.get("/", include_in_schema=False)
+    def _root() -> RedirectResponse:
+        return RedirectResponse("/dashboard/")
+
+    return app
+
+
+def app_factory() -> FastAPI:
+    """uvicorn --factory app.main:app_factory"""
+    return create_app()

@@ -1,0 +1,212 @@
+"""Content-addressed audio blobs and dataset manifests (in Redis, mirrored to JSON files on disk).
+
+Shared by the api (writes) and workers (reads). A dataset id is derived from its content only, so the same
+files uploaded twice are the same dataset and hit the same cached statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from redis import Redis
+
+from soundcheck import audio
+from soundcheck.jobspec import DatasetView, FileEntry
+from soundcheck.provenance import dataset_id
+
+DATASET_KEY = "sc:dataset:{}"
+DATASET_INDEX = "sc:datasets"
+LABELS_CSV = "labels.csv"
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".w64", ".caf"}
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be built, with an actionable message (the api maps it to 4xx)."""
+
+
+class BlobStore:
+    """Files under ``<root>/ab/<sha256>``; writes are atomic (temp file + rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def put_stream(self, stream: IO[bytes], max_bytes: int, chunk: int = 1 << 20) -> tuple[str, int, Path]:
+        """Copy a stream into the store; return (sha256, size, path). Raises DatasetError over max_bytes."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while block := stream.read(chunk):
+                    size += len(block)
+                    if size > max_bytes:
+                        raise DatasetError(f"file larger than the limit of {max_bytes} bytes")
+                    digest.update(block)
+                    out.write(block)
+            sha = digest.hexdigest()
+            final = self.path(sha)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():
+                os.unlink(tmp_name)
+            else:
+                os.replace(tmp_name, final)
+            return sha, size, final
+        except BaseException:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+            raise
+
+    def put_file(self, path: Path, max_bytes: int) -> tuple[str, int, Path]:
+        with open(path, "rb") as fh:
+            return self.put_stream(fh, max_bytes)
+
+
+def hash_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def safe_relative_name(name: str) -> str:
+    """Normalise an uploaded name to a relative POSIX path; refuse absolute paths and '..' (zip-slip)."""
+    cleaned = name.replace("\\", "/")
+    pure = PurePosixPath(cleaned)
+    if cleaned.startswith("/") or (len(cleaned) > 1 and cleaned[1] == ":") or ".." in pure.parts:
+        raise DatasetError(f"unsafe file name {name!r}: absolute paths and '..' are not allowed")
+    parts = [p for p in pure.parts if p not in ("", ".")]
+    if not parts:
+        raise DatasetError(f"empty file name {name!r}")
+    return "/".join(parts)
+
+
+def label_of(name: str) -> str | None:
+    """Label convention: the first folder of the relative name (``dog/001.wav`` → ``dog``)."""
+    parts = name.split("/")
+    return parts[-2] if len(parts) > 1 else None
+
+
+def parse_labels_csv(text: str) -> dict[str, str]:
+    """``name,label`` lines (a header line ``name,label`` is allowed) → {name: label}."""
+    import csv
+    import io
+
+    labels: dict[str, str] = {}
+    for row in csv.reader(io.StringIO(text)):
+        if not row or row[0].strip().lower() in {"name", "file", "filename"}:
+            continue
+        if len(row) < 2:
+            raise DatasetError(f"{LABELS_CSV}: expected 'name,label' rows, got {row!r}")
+        labels[safe_relative_name(row[0].strip())] = row[1].strip()
+    return labels
+
+
+def describe(name: str, path: Path, sha256: str, size: int, stored_path: str | None = None) -> tuple[FileEntry, bool]:
+    """Probe a stored file into a manifest entry; also say whether it is silent. Raises AudioError."""
+    info = audio.probe(path, name)
+    peak = audio.scan_peak(path, name)
+    entry = FileEntry(
+        name=name, sha256=sha256, bytes=size, duration_s=info.duration_s, sample_rate=info.sample_rate,
+        channels=info.channels, format=info.format, label=label_of(name), path=stored_path,
+        silent=peak < audio.SILENCE_PEAK,
+    )
+    return entry, peak < audio.SILENCE_PEAK
+
+
+def build_manifest(
+    entries: list[FileEntry],
+    source: str,
+    silent: Iterable[str] = (),
+    skipped: Iterable[str] = (),
+    labels: dict[str, str] | None = None,
+    root: str | None = None,
+) -> DatasetView:
+    if not entries:
+        raise DatasetError("the dataset has no audio files")
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})[:5]
+        raise DatasetError(f"duplicate file names in one dataset: {dupes}")
+    if labels:
+        for e in entries:
+            e.label = labels.get(e.name, e.label)
+    silent = sorted(silent)
+    warnings = []
+    if silent:
+        warnings.append(f"{len(silent)} of {len(entries)} files are silent (peak < -80 dBFS): {silent[:5]}")
+    rates = sorted({e.sample_rate for e in entries})
+    if len(rates) > 1:
+        warnings.append(f"files have different sample rates {rates}; each is resampled to the model's rate")
+    entries = sorted(entries, key=lambda e: e.name)
+    return DatasetView(
+        id=dataset_id([(e.name, e.sha256) for e in entries]),
+        source=source,  # type: ignore[arg-type]
+        root=root,
+        n_files=len(entries),
+        total_duration_s=float(sum(e.duration_s for e in entries)),
+        sample_rates=rates,
+        channels=sorted({e.channels for e in entries}),
+        labels=sorted({e.label for e in entries if e.label}),
+        warnings=warnings,
+        skipped=sorted(skipped),
+        created_at=datetime.now(UTC),
+        files=entries,
+    )
+
+
+class ManifestStore:
+    """Dataset manifests in Redis, mirrored as JSON files so a Redis loss does not lose a dataset."""
+
+    def __init__(self, redis: Redis, mirror_dir: Path) -> None:
+        self.redis = redis
+        self.mirror_dir = Path(mirror_dir)
+
+    def save(self, manifest: DatasetView) -> DatasetView:
+        """Store a manifest; an existing one with the same id (same content) is kept and returned."""
+        existing = self.get(manifest.id)
+        if existing is not None:
+            return existing
+        payload = manifest.model_dump_json()
+        self.mirror_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.mirror_dir / f".{manifest.id}.json.tmp"
+        tmp.write_text(payload)
+        os.replace(tmp, self.mirror_dir / f"{manifest.id}.json")
+        pipe = self.redis.pipeline()
+        pipe.set(DATASET_KEY.format(manifest.id), payload)
+        pipe.zadd(DATASET_INDEX, {manifest.id: manifest.created_at.timestamp()})
+        pipe.execute()
+        return manifest
+
+    def get(self, dataset: str) -> DatasetView | None:
+        raw = self.redis.get(DATASET_KEY.format(dataset))
+        if raw is None:
+            mirror = self.mirror_dir / f"{dataset}.json"
+            if not _is_hex_id(dataset) or not mirror.is_file():
+                return None
+            raw = mirror.read_text()
+            self.redis.set(DATASET_KEY.format(dataset), raw)
+        return DatasetView.model_validate_json(raw)
+
+    def list(self, limit: int = 100) -> list[DatasetView]:
+        ids = self.redis.zrevrange(DATASET_INDEX, 0, limit - 1)
+        views = [self.get(i.decode() if isinstance(i, bytes) else i) for i in ids]
+        return [v.model_copy(update={"files": None}) for v in views if v is not None]
+
+
+def _is_hex_id(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def file_location(entry: FileEntry, blobs: BlobStore) -> Path:
+    """Where a manifest entry's bytes are: its registered path, else its blob."""
+    return Path(entry.path) if entry.path else blobs.path(entry.sha256)

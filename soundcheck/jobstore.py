@@ -1,0 +1,77 @@
+"""Job records in Redis: the one place where a job's state, progress, result and error live.
+
+RQ carries the work; this record is what the api shows. Records and results have no expiry, so a job is
+never lost, and the api reconciles a record with RQ when a worker died without saying so.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+
+from soundcheck.jobspec import JobCreate, JobView, Progress
+
+JOB_KEY = "sc:job:{}"
+RESULT_KEY = "sc:result:{}"
+JOB_INDEX = "sc:jobs"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobStore:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def create(self, job_id: str, spec: JobCreate) -> JobView:
+        view = JobView(id=job_id, status="queued", spec=spec, progress=Progress(), created_at=_now())
+        pipe = self.redis.pipeline()
+        pipe.set(JOB_KEY.format(job_id), view.model_dump_json(exclude={"result"}))
+        pipe.zadd(JOB_INDEX, {job_id: view.created_at.timestamp()})  # type: ignore[union-attr]
+        pipe.execute()
+        return view
+
+    def get(self, job_id: str, with_result: bool = True) -> JobView | None:
+        raw = self.redis.get(JOB_KEY.format(job_id))
+        if raw is None:
+            return None
+        view = JobView.model_validate_json(raw)
+        if with_result and view.status == "finished":
+            result = self.redis.get(RESULT_KEY.format(job_id))
+            view.result = json.loads(result) if result else None
+        return view
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        view = self.get(job_id, with_result=False)
+        if view is None:
+            return
+        updated = view.model_copy(update=fields)
+        self.redis.set(JOB_KEY.format(job_id), updated.model_dump_json(exclude={"result"}))
+
+    def start(self, job_id: str, worker: str) -> None:
+        self._update(job_id, status="running", started_at=_now(), worker=worker,
+                     progress=Progress(stage="starting"))
+
+    def progress(self, job_id: str, done: int, total: int, stage: str) -> None:
+        self._update(job_id, progress=Progress(done=done, total=total, stage=stage))
+
+    def finish(self, job_id: str, result: dict[str, Any]) -> None:
+        self.redis.set(RESULT_KEY.format(job_id), json.dumps(result, allow_nan=False))
+        view = self.get(job_id, with_result=False)
+        total = view.progress.total if view else 0
+        self._update(job_id, status="finished", ended_at=_now(), progress=Progress(done=total, total=total,
+                                                                                    stage="finished"))
+
+    def fail(self, job_id: str, error: str) -> None:
+        view = self.get(job_id, with_result=False)
+        progress = view.progress.model_copy(update={"stage": "failed"}) if view else Progress(stage="failed")
+        self._update(job_id, status="failed", ended_at=_now(), error=error, progress=progress)
+
+    def list(self, limit: int = 50) -> list[JobView]:
+        ids = self.redis.zrevrange(JOB_INDEX, 0, limit - 1)
+        views = [self.get(i.decode() if isinstance(i, bytes) else i, with_result=False) for i in ids]
+        return [v for v in views if v is not None]

@@ -1,0 +1,88 @@
+"""What makes two numbers comparable. Every cache key in soundcheck is built here and only here.
+
+A key is the sha256 of canonical JSON of everything that can change the number: content ids, model id,
+weight checksums, front end, resampler and the versions of the packages that compute it. Names never enter
+a key, so a changed file, model, weight file or resampler can never return a stale number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from functools import lru_cache
+from importlib import metadata
+from typing import Any
+
+from soundcheck import audio
+
+#: Packages whose version can change an embedding or a metric value.
+NUMERIC_PACKAGES = ("numpy", "scipy", "scikit-learn", "torch", "torchaudio", "onnxruntime", "soxr", "soundfile")
+KEY_SCHEMA = "1"
+
+
+@lru_cache(maxsize=1)
+def package_versions() -> dict[str, str]:
+    """Installed versions (via metadata, so the api never imports torch to ask)."""
+    versions = {"python": platform.python_version()}
+    for name in NUMERIC_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+def dataset_id(pairs: list[tuple[str, str]]) -> str:
+    """Content id of a dataset: sha256 over the sorted (relative name, file sha256) pairs."""
+    h = hashlib.sha256()
+    for name, sha in sorted(pairs):
+        h.update(name.encode("utf-8") + b"\0" + sha.encode("ascii") + b"\n")
+    return h.hexdigest()
+
+
+def embedding_provenance(model_provenance: dict[str, Any]) -> dict[str, Any]:
+    """The model's own provenance plus the resampler and package versions that produced its input/output."""
+    versions = package_versions()
+    return {
+        **model_provenance,
+        "resampler": audio.RESAMPLER,
+        "packages": {k: v for k, v in versions.items() if k in {"numpy", "torch", "onnxruntime", "soxr"}},
+    }
+
+
+def embedding_key(emb_provenance: dict[str, Any]) -> str:
+    """Key of per-file embeddings: a file sha256 plus this key names one cached embedding."""
+    return digest({"schema": KEY_SCHEMA, "kind": "embedding", "provenance": emb_provenance})
+
+
+def reference_stats_key(dataset: str, emb_key: str) -> str:
+    """Key of a dataset's Gaussian statistics under one embedding provenance."""
+    return digest({"schema": KEY_SCHEMA, "kind": "gaussian", "dataset": dataset, "embedding": emb_key,
+                   "numpy": package_versions().get("numpy")})
+
+
+def ndb_bins_key(dataset: str, emb_key: str, k: int, whiten: bool, seed: int, metric_version: str) -> str:
+    """Key of fitted NDB bins of a reference set (content, provenance, K, whitening, seed)."""
+    return digest({"schema": KEY_SCHEMA, "kind": "ndb-bins", "dataset": dataset, "embedding": emb_key, "k": k,
+                   "whiten": whiten, "seed": seed, "version": metric_version,
+                   "sklearn": package_versions().get("scikit-learn")})
+
+
+def result_provenance(emb_provenance: dict[str, Any] | None, metric_versions: dict[str, str]) -> dict[str, Any]:
+    """Provenance block of a job result."""
+    return {
+        "embedding": emb_provenance,
+        "embedding_key": embedding_key(emb_provenance) if emb_provenance else None,
+        "metric_versions": metric_versions,
+        "resampler": audio.RESAMPLER,
+        "packages": package_versions(),
+    }
