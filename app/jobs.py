@@ -19,11 +19,11 @@ from rq.serializers import JSONSerializer
 from soundcheck.datastore import ManifestStore
 from soundcheck.embeddings.registry import SPECS
 from soundcheck.jobspec import SIGNAL_METRICS, JobCreate, JobView
-from soundcheck.jobstore import JobStore
+from soundcheck.jobstore import WORKER_MODELS_FIELD, JobStore
 from soundcheck.settings import Settings
 
 TASK = "worker.tasks.evaluate"
-WORKER_MODELS_FIELD = "soundcheck"  # field of RQ's worker hash where our worker describes its models
+
 
 
 class JobRequestError(ValueError):

@@ -17,6 +17,8 @@ from soundcheck.jobspec import JobCreate, JobView, Progress
 JOB_KEY = "sc:job:{}"
 RESULT_KEY = "sc:result:{}"
 JOB_INDEX = "sc:jobs"
+#: Field of RQ's worker hash where a soundcheck worker lists the models it loaded.
+WORKER_MODELS_FIELD = "soundcheck"
 
 
 def _now() -> datetime:

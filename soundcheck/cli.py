@@ -1,0 +1,284 @@
+"""`soundcheck`: serve, demo, eval, datasets, jobs, models, worker, examples.
+
+`soundcheck eval` talks to a running service, or starts the embedded one for the duration of the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from soundcheck.client import Client, SoundcheckError
+from soundcheck.jobspec import METRIC_NAMES, JobView
+from soundcheck.settings import get_settings
+
+console = Console(stderr=True)
+out = Console()
+DEMO_METRICS = "fad,kad,ndb,prdc"
+
+
+def _url(args: argparse.Namespace) -> str:
+    s = get_settings()
+    return args.url or f"http://{s.api_host}:{s.api_port}"
+
+
+@contextmanager
+def service_for(args: argparse.Namespace) -> Iterator[Client]:
+    """A client to the running service; start the embedded one for this command if none answers."""
+    token = get_settings().api_token
+    client = Client(_url(args), token=token)
+    service = None
+    try:
+        client.health()
+    except Exception:  # noqa: BLE001 - anything but an answer means: not running
+        if args.no_start:
+            raise SystemExit(f"no soundcheck api answers at {_url(args)} (start it with `soundcheck serve`)") from None
+        from soundcheck.serve import Service
+
+        console.print("[dim]no service running: starting Redis, a worker and the api for this command...[/]")
+        service = Service(get_settings()).start(n_workers=1, quiet=True)
+        client = Client(service.url, token=token)
+    try:
+        yield client
+    finally:
+        client.close()
+        if service is not None:
+            service.stop()
+
+
+def _dataset_id(client: Client, source: str, label: str) -> str:
+    path = Path(source)
+    if path.exists():
+        with console.status(f"uploading {label} {source}"):
+            view = client.upload(path)
+        console.print(f"{label}: {view.n_files} files, {view.total_duration_s:.1f} s, id {view.id[:12]}")
+        for warning in view.warnings:
+            console.print(f"  [yellow]warning:[/] {warning}")
+        return view.id
+    return source  # a dataset id
+
+
+def _wait_with_progress(client: Client, job: JobView) -> JobView:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("queued", total=None)
+
+        def show(view: JobView) -> None:
+            total = view.progress.total or None
+            bar.update(task, description=view.progress.stage, completed=view.progress.done, total=total)
+
+        return client.wait(job.id, poll_s=0.3, on_progress=show)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def result_table(view: JobView) -> Table:
+    result = view.result or {}
+    table = Table(title=f"soundcheck job {view.id[:12]} — embedding {view.spec.embedding}")
+    for col in ("metric", "value", "95% interval", "n ref", "n cand", "notes"):
+        table.add_column(col, justify="right" if col not in ("metric", "notes") else "left")
+    for name, entry in (result.get("metrics") or {}).items():
+        rows = entry.get("components") or {name: entry}
+        for sub, item in rows.items():
+            interval = item.get("interval") or entry.get("interval") if sub == name else item.get("interval")
+            span = f"[{_fmt(interval['low'])}, {_fmt(interval['high'])}]" if interval else ""
+            notes = ", ".join(f"{k}={_fmt(entry[k])}" for k in ("bandwidth", "ndb_over_k", "jsd_bits") if k in entry)
+            table.add_row(sub, _fmt(item.get("value")), span, _fmt(entry.get("n_reference")),
+                          _fmt(entry.get("n_candidate")), notes if sub == name else "")
+    return table
+
+
+def _print_result(view: JobView, as_json: bool) -> int:
+    if as_json:
+        out.print_json(view.model_dump_json())
+        return 0 if view.status == "finished" else 1
+    if view.status == "failed":
+        console.print(f"[red]job failed:[/] {view.error}")
+        return 1
+    out.print(result_table(view))
+    for warning in (view.result or {}).get("warnings", []):
+        console.print(f"[yellow]warning:[/] {warning}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    options = json.loads(args.options) if args.options else {}
+    if args.bootstrap is not None:
+        options["bootstrap"] = args.bootstrap
+    with service_for(args) as client:
+        ref = _dataset_id(client, args.reference, "reference")
+        cand = _dataset_id(client, args.candidate, "candidate")
+        job = client.submit(ref, cand, args.embedding, args.metrics.split(","), options)
+        console.print(f"job {job.id} queued")
+        return _print_result(_wait_with_progress(client, job), args.json)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from soundcheck.examples import write_examples
+
+    root = Path(args.dir).expanduser() if args.dir else get_settings().data_dir / "examples"
+    ref, cand = write_examples(root)
+    console.print(f"example sets in {root}")
+    args.reference, args.candidate = str(ref), str(cand)
+    return cmd_eval(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from soundcheck.serve import serve_forever
+
+    settings = get_settings()
+    if args.port:
+        settings.api_port = args.port
+    return serve_forever(settings, n_workers=args.workers)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.gpu_worker import run
+
+    run(burst=args.burst)
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    with Client(_url(args), token=get_settings().api_token) as client:
+        if args.action == "upload":
+            view = client.upload(*args.paths)
+        elif args.action == "register":
+            view = client.register(args.paths[0])
+        elif args.action == "show":
+            view = client.dataset(args.paths[0], include_files=True)
+        else:
+            out.print_json(json.dumps(client._json("GET", "/v1/datasets")))
+            return 0
+        out.print_json(view.model_dump_json(exclude_none=True))
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    with Client(_url(args), token=get_settings().api_token) as client:
+        if args.action == "list":
+            out.print_json(json.dumps(client._json("GET", "/v1/jobs")))
+            return 0
+        view = _wait_with_progress(client, client.job(args.id)) if args.action == "wait" else client.job(args.id)
+        return _print_result(view, args.json)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from soundcheck.embeddings.models_info import describe_models
+
+    model_dir = get_settings().models_dir
+    if args.action == "pull":
+        from soundcheck.embeddings.pull import pull
+
+        pull(args.name, model_dir)
+        return 0
+    models = describe_models(model_dir)
+    if args.json:
+        out.print_json(json.dumps(models))
+        return 0
+    table = Table(title=f"models (model dir {model_dir})")
+    for col in ("id", "available", "dim", "rate", "weights", "what to do"):
+        table.add_column(col)
+    bad = 0
+    for m in models:
+        weights = "; ".join(f"{w['name']}: " + ("missing" if not w["present"] else
+                            f"sha256 {w['sha256'][:12]}… " + {True: "official", False: "MISMATCH",
+                                                               None: "(no official sum)"}[w["matches"]])
+                            for w in m["weights"]) or (m["packaged_weights"] or "none (weight-free)")
+        bad += args.action == "verify" and any(w["matches"] is False for w in m["weights"])
+        table.add_row(m["id"], "yes" if m["available"] else "[red]no[/]", str(m["dim"]), str(m["sample_rate"]),
+                      weights, m["reason"] or "")
+    out.print(table)
+    return 1 if bad else 0
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    from soundcheck.examples import write_examples
+
+    ref, cand = write_examples(Path(args.dir))
+    out.print(f"{ref}\n{cand}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soundcheck", description=__doc__)
+    parser.add_argument("--url", default=None, help="api base URL (default: http://SOUNDCHECK_API_HOST:PORT)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def eval_args(p: argparse.ArgumentParser, metrics: str) -> None:
+        p.add_argument("--embedding", default="mel", help="embedding model id (soundcheck models list)")
+        p.add_argument("--metrics", default=metrics, help=f"comma-separated, of: {', '.join(METRIC_NAMES)}")
+        p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (default 100, 0 = off)")
+        p.add_argument("--options", default=None, help='JSON metric options, e.g. \'{"kad": {"bandwidth": 2}}\'')
+        p.add_argument("--json", action="store_true", help="print the whole job as JSON")
+        p.add_argument("--no-start", action="store_true", help="fail instead of starting the embedded service")
+
+    p = sub.add_parser("serve", help="start Redis (if needed), workers and the api; Ctrl-C stops all")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="evaluate the generated example candidate set against the example reference")
+    p.add_argument("--dir", default=None, help="where to write the examples (default: <data dir>/examples)")
+    eval_args(p, DEMO_METRICS)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("eval", help="evaluate CANDIDATE against REFERENCE (directories, zips or dataset ids)")
+    p.add_argument("reference")
+    p.add_argument("candidate")
+    eval_args(p, "fad")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("datasets", help="upload | register | show | list")
+    p.add_argument("action", choices=("upload", "register", "show", "list"))
+    p.add_argument("paths", nargs="*")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("jobs", help="list | show ID | wait ID")
+    p.add_argument("action", choices=("list", "show", "wait"))
+    p.add_argument("id", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("models", help="list | verify | pull NAME (the only command that downloads)")
+    p.add_argument("action", choices=("list", "verify", "pull"))
+    p.add_argument("name", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("worker", help="run one worker in the foreground")
+    p.add_argument("--burst", action="store_true")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("examples", help="write the deterministic example sets to DIR")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_examples)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SoundcheckError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

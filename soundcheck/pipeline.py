@@ -1,0 +1,78 @@
+"""Embed the files of a manifest with a loaded model: cache lookups, decoding, cross-file batching.
+
+Used by the worker (and by local CLI runs). Progress is reported through a callback; no Redis here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from soundcheck import audio
+from soundcheck.datastore import BlobStore, file_location, hash_file
+from soundcheck.embed_cache import EmbeddingCache
+from soundcheck.embeddings.base import Embedded, EmbeddingModel
+from soundcheck.evaluation import FileEmbedding
+from soundcheck.jobspec import FileEntry
+
+#: Files decoded and embedded together; bounds memory while letting patches batch across files.
+FILES_PER_CHUNK = 32
+
+
+class InputChanged(RuntimeError):
+    """A registered file no longer has the content recorded at registration."""
+
+
+def read_entry(entry: FileEntry, blobs: BlobStore, sample_rate: int, verify: bool = True) -> Path:
+    """Path of an entry's bytes; registered files are re-hashed so a changed file never passes silently."""
+    path = file_location(entry, blobs)
+    if not path.is_file():
+        raise InputChanged(f"{entry.name}: {path} is missing; upload or register the dataset again")
+    if verify and entry.path and hash_file(path) != entry.sha256:
+        raise InputChanged(f"{entry.name}: {path} changed since the dataset was registered; register it again")
+    return path
+
+
+def load_wave(entry: FileEntry, blobs: BlobStore, sample_rate: int) -> audio.np.ndarray:
+    return audio.load_mono(read_entry(entry, blobs, sample_rate), sample_rate, entry.name)
+
+
+def _chunks(items: Sequence[FileEntry], size: int) -> Iterator[Sequence[FileEntry]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def embed_files(
+    files: Sequence[FileEntry],
+    model: EmbeddingModel,
+    blobs: BlobStore,
+    cache: EmbeddingCache | None,
+    batch_size: int = 64,
+    on_file: Callable[[int], None] | None = None,
+) -> list[FileEmbedding]:
+    """One FileEmbedding per entry, in order; cached files are not decoded again."""
+    out: list[FileEmbedding] = []
+    for chunk in _chunks(files, FILES_PER_CHUNK):
+        found: dict[int, Embedded] = {}
+        todo: list[int] = []
+        for i, entry in enumerate(chunk):
+            hit = cache.get(entry.sha256) if cache is not None else None
+            if hit is not None:
+                found[i] = hit
+            else:
+                todo.append(i)
+        if todo:
+            waves = [load_wave(chunk[i], blobs, model.spec.sample_rate) for i in todo]
+            for i, emb in zip(todo, model.embed(waves, batch_size=batch_size), strict=True):
+                if len(emb.frames) == 0:
+                    raise audio.AudioError(f"{chunk[i].name}: too short to give one {model.spec.id} frame")
+                found[i] = emb
+                if cache is not None:
+                    cache.put(chunk[i].sha256, emb)
+        for i, entry in enumerate(chunk):
+            emb = found[i]
+            out.append(FileEmbedding(name=entry.name, frames=emb.frames, probs=emb.probs, label=entry.label,
+                                     sample_rate=entry.sample_rate, silent=entry.silent))
+        if on_file is not None:
+            on_file(len(chunk))
+    return out

@@ -1,0 +1,66 @@
+"""The soundcheck worker: an RQ SimpleWorker that loads its models once and runs jobs in-process.
+
+CUDA does not survive fork, and reloading weights per job would dominate small jobs, so jobs run in the
+worker process itself (SimpleWorker) with the models loaded at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any
+
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
+
+from soundcheck.jobstore import WORKER_MODELS_FIELD
+from soundcheck.settings import Settings, get_settings
+from worker.runtime import Runtime, load_runtime, set_runtime
+
+log = logging.getLogger("soundcheck.worker")
+
+
+
+def configure_torch(threads: int) -> None:
+    """Explicit thread count: two workers on one host must not each grab every core."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency; mel needs no torch
+        return
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # already set in this process
+        torch.set_num_interop_threads(max(1, min(threads, 4)))
+
+
+class SoundcheckWorker(SimpleWorker):
+    """SimpleWorker holding a :class:`Runtime`; describes its models in its RQ worker hash."""
+
+    runtime: Runtime
+
+    def __init__(self, *args: Any, runtime: Runtime, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", JSONSerializer)
+        super().__init__(*args, **kwargs)
+        self.runtime = runtime
+
+    def register_birth(self) -> None:
+        super().register_birth()
+        self.connection.hset(self.key, WORKER_MODELS_FIELD, json.dumps(self.runtime.describe()))
+
+
+def build_worker(settings: Settings | None = None, name: str | None = None) -> SoundcheckWorker:
+    settings = settings or get_settings()
+    configure_torch(settings.effective_threads())
+    runtime = load_runtime(settings)
+    set_runtime(runtime)
+    redis = Redis.from_url(settings.redis_url)
+    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    return SoundcheckWorker([queue], connection=redis, runtime=runtime, name=name)
+
+
+def run(burst: bool = False, name: str | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    worker = build_worker(name=name)
+    log.info("worker %s ready: %s", worker.name, worker.runtime.describe())
+    worker.work(burst=burst, logging_level="INFO", with_scheduler=False)

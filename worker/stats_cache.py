@@ -1,0 +1,64 @@
+"""Reference statistics in Redis (Gaussian stats, NDB bins): get / lock / put, keyed by provenance only.
+
+Keys come from soundcheck.provenance; values are numpy bytes (no pickle). A short lock keeps two workers
+from computing the same reference statistics at once; a waiter reads what the holder stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from redis import Redis
+from redis.exceptions import LockError
+
+STATS_KEY = "sc:stats:{}"
+LOCK_KEY = "sc:lock:{}"
+
+
+class StatsCache:
+    def __init__(self, redis: Redis, lock_timeout_s: int = 3600) -> None:
+        self.redis = redis
+        self.lock_timeout_s = lock_timeout_s
+
+    def get(self, key: str) -> bytes | None:
+        return self.redis.get(STATS_KEY.format(key))
+
+    def put(self, key: str, value: bytes) -> None:
+        self.redis.set(STATS_KEY.format(key), value)
+
+    @contextmanager
+    def lock(self, key: str, wait_s: float = 600.0) -> Iterator[bool]:
+        """Hold the compute lock of ``key``; yields False if another worker held it past ``wait_s``."""
+        lock = self.redis.lock(LOCK_KEY.format(key), timeout=self.lock_timeout_s, blocking_timeout=wait_s)
+        acquired = lock.acquire()
+        try:
+            yield bool(acquired)
+        finally:
+            if acquired:
+                with contextlib.suppress(LockError):  # an expired lock needs no release
+                    lock.release()
+
+    def get_or_compute(self, key: str, compute: Callable[[], bytes]) -> tuple[bytes, bool]:
+        """(value, hit). Computes under the lock unless another worker stored it meanwhile."""
+        cached = self.get(key)
+        if cached is not None:
+            return cached, True
+        with self.lock(key):
+            cached = self.get(key)
+            if cached is not None:
+                return cached, True
+            value = compute()
+            self.put(key, value)
+            return value, False
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, step_s: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return predicate()

@@ -1,0 +1,182 @@
+"""RQ tasks. Thin: read manifests → embed (cached) → core metrics → write result and progress to Redis."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from redis import Redis
+from rq import get_current_job
+from rq.timeouts import JobTimeoutException
+from soundcheck.evaluation import MetricInputError, evaluate_embeddings, evaluate_signals, metric_versions
+
+from soundcheck import audio
+from soundcheck.datastore import BlobStore, DatasetError, ManifestStore
+from soundcheck.embed_cache import EmbeddingCache
+from soundcheck.embeddings.registry import ModelUnavailable
+from soundcheck.jobspec import SIGNAL_METRICS, DatasetView, JobCreate
+from soundcheck.jobstore import JobStore
+from soundcheck.metrics import GaussianStats
+from soundcheck.pipeline import InputChanged, embed_files, load_wave
+from soundcheck.provenance import embedding_key, embedding_provenance, reference_stats_key, result_provenance
+from soundcheck.settings import get_settings
+from worker.runtime import get_runtime
+from worker.stats_cache import StatsCache
+
+log = logging.getLogger("soundcheck.worker")
+#: Errors that are the input's fault: the job fails with this message, the worker carries on.
+USER_ERRORS = (audio.AudioError, MetricInputError, InputChanged, ModelUnavailable, DatasetError)
+#: Metrics that need only the reference's Gaussian statistics, not its frames.
+STATS_ONLY = frozenset({"fad", "fad_inf", "fad_per_file"})
+
+
+class Reporter:
+    """Writes progress to the RQ job's meta and the job record, at most every ``interval_s``."""
+
+    def __init__(self, job_id: str, store: JobStore, total: int, interval_s: float = 0.5) -> None:
+        self.job_id, self.store, self.total, self.interval_s = job_id, store, total, interval_s
+        self.done, self.stage, self._last = 0, "starting", 0.0
+        self.rq_job = get_current_job()
+
+    def set_stage(self, stage: str) -> None:
+        self.stage = stage
+        self.flush(force=True)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.interval_s:
+            return
+        self._last = now
+        self.store.progress(self.job_id, self.done, self.total, self.stage)
+        if self.rq_job is not None:
+            self.rq_job.meta["progress"] = {"done": self.done, "total": self.total, "stage": self.stage}
+            self.rq_job.save_meta()
+
+
+def evaluate(job_id: str, spec_json: dict[str, Any]) -> dict[str, Any]:
+    """Entry point enqueued by the api (``worker.tasks.evaluate``)."""
+    rq_job = get_current_job()
+    redis: Redis = rq_job.connection if rq_job is not None else Redis.from_url(get_settings().redis_url)
+    store = JobStore(redis)
+    store.start(job_id, worker=rq_job.worker_name if rq_job is not None and rq_job.worker_name else "local")
+    try:
+        result = run_job(redis, job_id, JobCreate.model_validate(spec_json), store)
+    except USER_ERRORS as exc:
+        log.info("job %s failed: %s", job_id, exc)
+        store.fail(job_id, str(exc))
+        return {"job": job_id, "status": "failed", "error": str(exc)}
+    except JobTimeoutException:
+        store.fail(job_id, f"the job exceeded the time limit of {get_settings().job_timeout_s} s "
+                           "(SOUNDCHECK_JOB_TIMEOUT_S); split the sets or raise the limit")
+        raise
+    except Exception as exc:
+        store.fail(job_id, f"internal error ({type(exc).__name__}: {exc}); the worker log has the traceback")
+        raise
+    store.finish(job_id, result)
+    return {"job": job_id, "status": "finished"}
+
+
+def _manifest(manifests: ManifestStore, dataset_id: str, role: str) -> DatasetView:
+    view = manifests.get(dataset_id)
+    if view is None or view.files is None:
+        raise DatasetError(f"{role} dataset {dataset_id!r} not found")
+    return view
+
+
+def run_job(redis: Redis, job_id: str, spec: JobCreate, store: JobStore) -> dict[str, Any]:
+    settings = get_settings()
+    manifests = ManifestStore(redis, settings.data_dir / "datasets")
+    blobs = BlobStore(settings.blob_dir)
+    reference = _manifest(manifests, spec.reference, "reference")
+    candidate = _manifest(manifests, spec.candidate, "candidate")
+    embedding_metrics = [m for m in spec.metrics if m not in SIGNAL_METRICS]
+    signal_metrics = [m for m in spec.metrics if m in SIGNAL_METRICS]
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "reference": _summary(reference), "candidate": _summary(candidate), "embedding": spec.embedding,
+        "metrics": {}, "diagnostics": {}, "warnings": list(_dataset_warnings(reference, candidate)),
+    }
+    emb_prov = None
+    total = (len(reference.files or []) + len(candidate.files or [])) * bool(embedding_metrics)
+    total += min(len(reference.files or []), len(candidate.files or [])) * bool(signal_metrics)
+    reporter = Reporter(job_id, store, total)
+    if embedding_metrics:
+        emb_prov, part = _embedding_part(redis, spec, embedding_metrics, reference, candidate, blobs, reporter)
+        _merge(result, part)
+    if signal_metrics:
+        reporter.set_stage("signal metrics")
+        pairs = _signal_pairs(reference, candidate, blobs, reporter)
+        _merge(result, evaluate_signals(signal_metrics, pairs, spec.options))
+    result["provenance"] = result_provenance(emb_prov, metric_versions())
+    result["timing_s"] = round(time.monotonic() - started, 3)
+    return result
+
+
+def _embedding_part(redis: Redis, spec: JobCreate, metrics: list[str], reference: DatasetView,
+                    candidate: DatasetView, blobs: BlobStore, reporter: Reporter) -> tuple[dict, dict]:
+    settings = get_settings()
+    model = get_runtime(settings).model(spec.embedding)
+    emb_prov = embedding_provenance(model.provenance())
+    emb_key = embedding_key(emb_prov)
+    cache = EmbeddingCache(settings.embedding_cache_dir, emb_key)
+    stats_cache = StatsCache(redis)
+    stats_key = reference_stats_key(reference.id, emb_key)
+    batch = settings.batch_size
+
+    cached_stats = stats_cache.get(stats_key)
+    ref_stats = GaussianStats.from_bytes(cached_stats) if cached_stats is not None else None
+    need_ref_frames = not (set(metrics) <= STATS_ONLY and ref_stats is not None)
+    ref_files = []
+    if need_ref_frames:
+        reporter.set_stage("embedding reference")
+        ref_files = embed_files(reference.files or [], model, blobs, cache, batch, reporter.advance)
+        if ref_stats is None:
+            ref_stats = GaussianStats(model.spec.dim)
+            for f in ref_files:
+                ref_stats.update(f.frames)
+            stats_cache.put(stats_key, ref_stats.to_bytes())
+    else:
+        reporter.advance(len(reference.files or []))
+    reporter.set_stage("embedding candidate")
+    cand_files = embed_files(candidate.files or [], model, blobs, cache, batch, reporter.advance)
+    reporter.set_stage("computing metrics")
+    part = evaluate_embeddings(metrics, ref_files, cand_files, spec.options, reference_stats=ref_stats,
+                               on_stage=lambda stage: reporter.set_stage(f"computing {stage}"))
+    part.setdefault("diagnostics", {})["reference_stats_cache"] = "hit" if cached_stats is not None else "miss"
+    return emb_prov, part
+
+
+def _signal_pairs(reference: DatasetView, candidate: DatasetView, blobs: BlobStore, reporter: Reporter):
+    """(name, reference wave, candidate wave, rate) for files with the same name, at the reference's rate."""
+    ref_by_name = {f.name: f for f in reference.files or []}
+    pairs = [(ref_by_name[c.name], c) for c in candidate.files or [] if c.name in ref_by_name]
+    if not pairs:
+        raise MetricInputError("signal metrics pair files by name, and no candidate file has the name of a "
+                               "reference file; upload both sets with matching names")
+    for ref, cand in pairs:
+        ref_wave = load_wave(ref, blobs, ref.sample_rate)
+        cand_wave = load_wave(cand, blobs, ref.sample_rate)
+        reporter.advance(1)
+        yield ref.name, ref_wave, cand_wave, ref.sample_rate
+
+
+def _summary(view: DatasetView) -> dict[str, Any]:
+    return {"id": view.id, "n_files": view.n_files, "duration_s": round(view.total_duration_s, 3),
+            "sample_rates": view.sample_rates}
+
+
+def _dataset_warnings(reference: DatasetView, candidate: DatasetView):
+    if reference.sample_rates != candidate.sample_rates:
+        yield (f"reference sample rates {reference.sample_rates} differ from candidate {candidate.sample_rates}: "
+               "resampling can change the numbers")
+
+
+def _merge(result: dict[str, Any], part: dict[str, Any]) -> None:
+    result["metrics"].update(part.get("metrics", {}))
+    result["diagnostics"].update(part.get("diagnostics", {}))
+    result["warnings"].extend(w for w in part.get("warnings", []) if w not in result["warnings"])
