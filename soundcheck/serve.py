@@ -6,6 +6,7 @@ SIGTERM stop the api, then the workers, then the Redis server this process start
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -52,10 +53,8 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     os.setpgrp()
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def spawn(cmd: Sequence[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen:
