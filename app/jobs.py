@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 from soundcheck.datastore import ManifestStore
 from soundcheck.embeddings.registry import SPECS
 from soundcheck.jobspec import SIGNAL_METRICS, JobCreate, JobView
-from soundcheck.jobstore import WORKER_MODELS_FIELD, JobStore
+from soundcheck.jobstore import ALIVE_KEY, WORKER_MODELS_FIELD, JobStore
 from soundcheck.settings import Settings
 
 TASK = "worker.tasks.evaluate"
@@ -92,6 +92,12 @@ def get_job(redis: Redis, settings: Settings, job_id: str) -> JobView | None:
         detail = _rq_failure(rq_job) if rq_job is not None else "the queued job vanished from Redis"
         store.fail(job_id, f"the worker stopped without finishing the job ({detail}); submit it again")
         return store.get(job_id)
+    if view.status == "running" and view.worker and not redis.exists(ALIVE_KEY.format(view.worker)):
+        view = store.get(job_id)  # the worker may have finished between the two reads
+        if view is not None and view.status == "running":
+            store.fail(job_id, f"worker {view.worker} stopped responding while running the job (killed, out of "
+                               "memory or crashed); submit it again")
+            return store.get(job_id)
     return view
 
 

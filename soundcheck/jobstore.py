@@ -19,6 +19,9 @@ RESULT_KEY = "sc:result:{}"
 JOB_INDEX = "sc:jobs"
 #: Field of RQ's worker hash where a soundcheck worker lists the models it loaded.
 WORKER_MODELS_FIELD = "soundcheck"
+#: Liveness key of a worker, refreshed by a thread; gone = the worker died.
+ALIVE_KEY = "sc:alive:{}"
+ALIVE_TTL_S = 12
 
 
 def _now() -> datetime:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
-from soundcheck.jobstore import WORKER_MODELS_FIELD
+from soundcheck.jobstore import ALIVE_KEY, ALIVE_TTL_S, WORKER_MODELS_FIELD
 from soundcheck.settings import Settings, get_settings
 from worker.runtime import Runtime, load_runtime, set_runtime
 
@@ -47,6 +49,25 @@ class SoundcheckWorker(SimpleWorker):
     def register_birth(self) -> None:
         super().register_birth()
         self.connection.hset(self.key, WORKER_MODELS_FIELD, json.dumps(self.runtime.describe()))
+        self._pulse_stop = threading.Event()
+        self._pulse = threading.Thread(target=self._keep_alive, name="soundcheck-alive", daemon=True)
+        self._pulse.start()
+
+    def register_death(self) -> None:
+        if getattr(self, "_pulse", None) is not None:
+            self._pulse_stop.set()
+            self._pulse.join(timeout=5)
+        self.connection.delete(ALIVE_KEY.format(self.name))
+        super().register_death()
+
+    def _keep_alive(self) -> None:
+        """A short-lived key refreshed by a thread, also while a job runs in the main thread: when it lapses
+        the api knows the worker died (kill -9, OOM) and fails its job instead of showing it running forever."""
+        key = ALIVE_KEY.format(self.name)
+        while not self._pulse_stop.is_set():
+            with contextlib.suppress(RedisError):
+                self.connection.set(key, "1", ex=ALIVE_TTL_S)
+            self._pulse_stop.wait(ALIVE_TTL_S / 4)
 
 
 def build_worker(settings: Settings | None = None, name: str | None = None) -> SoundcheckWorker:

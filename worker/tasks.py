@@ -130,18 +130,19 @@ def _embedding_part(redis: Redis, spec: JobCreate, metrics: list[str], reference
 
     cached_stats = stats_cache.get(stats_key)
     ref_stats = GaussianStats.from_bytes(cached_stats) if cached_stats is not None else None
-    need_ref_frames = not (set(metrics) <= STATS_ONLY and ref_stats is not None)
     ref_files = []
-    if need_ref_frames:
-        reporter.set_stage("embedding reference")
-        ref_files = embed_files(reference.files or [], model, blobs, cache, batch, reporter.advance)
-        if ref_stats is None:
-            ref_stats = GaussianStats(model.spec.dim)
-            for f in ref_files:
-                ref_stats.update(f.frames)
-            stats_cache.put(stats_key, ref_stats.to_bytes())
-    else:
+    if set(metrics) <= STATS_ONLY and ref_stats is not None:
         reporter.advance(len(reference.files or []))
+    else:
+        reporter.set_stage("waiting for the reference (another worker is embedding it)")
+        with stats_cache.lock(stats_key):  # one worker embeds a reference at a time; the others reuse it
+            reporter.set_stage("embedding reference")
+            ref_files = embed_files(reference.files or [], model, blobs, cache, batch, reporter.advance)
+            if ref_stats is None:
+                ref_stats = GaussianStats(model.spec.dim)
+                for f in ref_files:
+                    ref_stats.update(f.frames)
+                stats_cache.put(stats_key, ref_stats.to_bytes())
     reporter.set_stage("embedding candidate")
     cand_files = embed_files(candidate.files or [], model, blobs, cache, batch, reporter.advance)
     reporter.set_stage("computing metrics")
