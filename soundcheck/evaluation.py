@@ -1,0 +1,409 @@
+"""The evaluation dispatcher: embeddings (or waveform pairs) in, a JSON-safe result dict out.
+
+Pure: no IO, no Redis, no logging; progress only through ``on_stage``. The worker embeds the files and calls
+``evaluate_embeddings`` / ``evaluate_signals``; a ``MetricInputError`` becomes a failed job with its message.
+All bootstrap intervals of one call share the same resamples of candidate files (seeded by ``options.seed``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from soundcheck.jobspec import METRIC_NAMES, SIGNAL_METRICS, MetricOptions
+from soundcheck.metrics import diagnostics as diag
+from soundcheck.metrics import signal as sig
+from soundcheck.metrics.bootstrap import percentile_interval, resample_weights
+from soundcheck.metrics.classifier import KL_EPS, classification_accuracy, inception_score, linear_probe, paired_kl
+from soundcheck.metrics.coverage import NdbBins, PrdcTerms
+from soundcheck.metrics.frechet import FileGaussians, FrechetReference, GaussianStats, fad_inf, fad_per_file
+from soundcheck.metrics.kernel import KernelTerms
+
+_VERSIONS = {name: "1" for name in METRIC_NAMES}
+_VERSIONS["fad"] = _VERSIONS["fad_inf"] = _VERSIONS["fad_per_file"] = "2"  # centred stats, Cholesky trace
+FAD_FAMILY = frozenset({"fad", "fad_inf", "fad_per_file"})
+
+
+class MetricInputError(ValueError):
+    """The inputs cannot give this metric (missing labels, probabilities, too few frames...): the user's to fix."""
+
+
+@dataclass
+class FileEmbedding:
+    name: str
+    frames: np.ndarray  # [n_frames, dim] float32 (n may be 1)
+    probs: np.ndarray | None = None  # [n_frames, n_classes] class probabilities (yamnet/cnn14), else None
+    label: str | None = None  # intended class (subfolder name or manifest)
+    predicted: str | None = None  # set when an operator TorchScript classifier already predicted the class
+    sample_rate: int | None = None  # original sample rate of the file
+    silent: bool = False
+
+
+def metric_versions() -> dict[str, str]:
+    """Version of each metric's definition; bumped whenever a number could change for the same input."""
+    return dict(_VERSIONS)
+
+
+def json_safe(value: Any) -> Any:
+    """Plain Python containers and numbers; NaN and infinities become None."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+@dataclass
+class _Context:
+    reference: Sequence[FileEmbedding]
+    candidate: Sequence[FileEmbedding]
+    options: MetricOptions
+    reference_stats: GaussianStats | None
+    ndb_bins: NdbBins | None
+    warnings: list[str] = field(default_factory=list)
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    @property
+    def cand_frames(self) -> list[np.ndarray]:
+        return self.cached("cand_frames", lambda: [np.atleast_2d(f.frames) for f in self.candidate])
+
+    @property
+    def ref_frames(self) -> list[np.ndarray]:
+        return self.cached("ref_frames", lambda: [np.atleast_2d(f.frames) for f in self.reference])
+
+    def ref_all(self, metric: str) -> np.ndarray:
+        if not self.reference:
+            raise MetricInputError(f"{metric} needs the reference embeddings, and none were given")
+        return self.cached("ref_all", lambda: np.concatenate(self.ref_frames))
+
+    def ref_stats(self) -> GaussianStats:
+        def make() -> GaussianStats:
+            if self.reference_stats is not None:
+                return self.reference_stats
+            if not self.reference:
+                raise MetricInputError("FAD needs reference statistics or reference embeddings, and has neither")
+            stats = GaussianStats(self.ref_frames[0].shape[1])
+            for frames in self.ref_frames:
+                stats.update(frames)
+            return stats
+        stats = self.cached("ref_stats", make)
+        if stats.n < 2:
+            raise MetricInputError(f"FAD needs at least 2 reference frames, got {stats.n}")
+        return stats
+
+    def cand_stats(self) -> GaussianStats:
+        def make() -> GaussianStats:
+            stats = GaussianStats(self.cand_frames[0].shape[1])
+            for frames in self.cand_frames:
+                stats.update(frames)
+            return stats
+        return self.cached("cand_stats", make)
+
+    def weights(self, n_files: int | None = None) -> np.ndarray | None:
+        """Shared bootstrap resamples ([B, F] multiplicities) of the candidate files, or None when off."""
+        n_files = len(self.candidate) if n_files is None else n_files
+        if self.options.bootstrap == 0:
+            return None
+        return self.cached(f"weights{n_files}", lambda: resample_weights(n_files, self.options.bootstrap,
+                                                                          self.options.seed))
+
+    def interval(self, values: np.ndarray | None, point: float, bounds: tuple[float, float] = (-np.inf, np.inf)
+                 ) -> dict | None:
+        if values is None:
+            return None
+        found = percentile_interval(values, self.options.confidence, point, bounds)
+        return found.as_dict() if found is not None else None
+
+    def sizes(self, uses_reference_frames: bool = True) -> dict:
+        ref_frames = (self.reference_stats.n if self.reference_stats is not None and not self.reference
+                      else sum(len(f) for f in self.ref_frames))
+        return {"n_reference": len(self.reference) if self.reference else None,
+                "n_candidate": len(self.candidate), "frames_reference": int(ref_frames),
+                "frames_candidate": int(sum(len(f) for f in self.cand_frames))}
+
+
+def _fad(ctx: _Context) -> dict:
+    ref = ctx.cached("frechet_ref", lambda: FrechetReference.of(ctx.ref_stats()))
+    cand = ctx.cand_stats()
+    if cand.n < 2:
+        raise MetricInputError(f"FAD needs at least 2 candidate frames, got {cand.n}")
+    weights = ctx.weights()
+    values = FileGaussians(ctx.cand_frames).fad(ref, weights) if weights is not None else None
+    point = ref.distance(cand.mean, cand.cov)
+    return {"value": point, "interval": ctx.interval(values, point, (0.0, np.inf))}
+
+
+def _fad_inf(ctx: _Context) -> dict:
+    opts = ctx.options.fad_inf
+    try:
+        res = fad_inf(ctx.ref_stats(), ctx.cand_frames, opts.sizes, opts.repeats, ctx.options.seed)
+    except ValueError as exc:
+        raise MetricInputError(f"fad_inf: {exc}; adjust options.fad_inf.sizes") from exc
+    return {"value": res.value, "interval": None, "slope": res.slope, "r2": res.r2,
+            "points": [{"n": n, "fad": v} for n, v in res.points], "repeats": res.repeats, "sampling": res.sampling}
+
+
+def _fad_per_file(ctx: _Context) -> dict:
+    scores = fad_per_file(ctx.ref_stats(), ctx.cand_frames, [f.name for f in ctx.candidate])
+    top = ctx.options.fad_per_file.top
+    return {"value": float(np.median([s for _, s, _ in scores])), "statistic": "median of per-file FAD",
+            "interval": None, "worst": [{"name": n, "fad": s, "frames": k} for n, s, k in scores[:top]],
+            "single_frame_files": sum(1 for _, _, k in scores if k == 1),
+            "note": "each file's own mean and covariance; a one-frame file has covariance 0"}
+
+
+def _kad(ctx: _Context) -> dict:
+    opts = ctx.options.kad
+    try:
+        terms = KernelTerms(ctx.ref_all("kad"), ctx.cand_frames, opts.bandwidth, opts.scale, seed=ctx.options.seed)
+    except ValueError as exc:
+        raise MetricInputError(f"kad: {exc}") from exc
+    point, boot = terms.point_and_resamples(ctx.weights())
+    res = terms.result(point)
+    values = boot * terms.scale if boot is not None else None
+    return {"value": res.value, "interval": ctx.interval(values, res.value), "mmd2": res.mmd2,
+            "bandwidth": res.bandwidth, "bandwidth_source": res.bandwidth_source,
+            "median_points": res.median_points, "scale": res.scale,
+            "kernel": "gaussian rbf exp(-||a-b||^2 / (2 h^2)), unbiased MMD^2"}
+
+
+def _ndb(ctx: _Context) -> dict:
+    opts = ctx.options.ndb
+    ref = ctx.ref_all("ndb")
+    if ctx.ndb_bins is not None:
+        bins = ctx.ndb_bins
+    elif len(ref) < opts.k:
+        raise MetricInputError(f"NDB with K={opts.k} bins needs at least {opts.k} reference frames, got {len(ref)}; "
+                               "lower options.ndb.k")
+    else:
+        bins = NdbBins.fit(ref, k=opts.k, whiten=opts.whiten, seed=ctx.options.seed)
+    res = bins.evaluate(np.concatenate(ctx.cand_frames), alpha=opts.alpha, z_threshold=opts.z_threshold)
+    return {"value": res.ndb, "interval": None, "ndb": res.ndb, "ndb_over_k": res.ndb_over_k, "k": res.k,
+            "jsd": res.jsd_nats, "jsd_bits": res.jsd_bits, "different_bins": res.different_bins,
+            "alpha": res.alpha, "z_threshold": res.z_threshold, "whiten": bins.whiten, "seed": bins.seed,
+            "bins": {"reference_proportions": res.reference_proportions,
+                     "candidate_proportions": res.candidate_proportions, "standard_errors": res.standard_errors,
+                     "z": res.z, "p_values": res.p_values, "order": "decreasing reference bin size"}}
+
+
+def _prdc(ctx: _Context) -> dict:
+    k = ctx.options.prdc.k
+    try:
+        terms = PrdcTerms(ctx.ref_all("prdc"), ctx.cand_frames, k)
+    except ValueError as exc:
+        raise MetricInputError(f"prdc: {exc}; lower options.prdc.k") from exc
+    point = terms.scores(np.ones((1, len(ctx.candidate))))
+    weights = ctx.weights()
+    boot = terms.scores(weights) if weights is not None else None
+    out: dict[str, Any] = {"value": None, "interval": None, "k": k}
+    for name, values in point.items():
+        bounds = (0.0, np.inf) if name == "density" else (0.0, 1.0)
+        out[name] = {"value": float(values[0]),
+                     "interval": ctx.interval(boot[name] if boot else None, float(values[0]), bounds)}
+    return out
+
+
+def _accuracy(ctx: _Context) -> dict:
+    labelled = [f for f in ctx.candidate if f.label is not None]
+    if not labelled:
+        raise MetricInputError("accuracy needs the intended class of each candidate file: put the files in one "
+                               "subfolder per class, or give labels in the manifest")
+    named = ctx.options.accuracy.classifier
+    if named or all(f.predicted is not None for f in labelled):
+        missing = sum(f.predicted is None for f in labelled)
+        if missing:
+            raise MetricInputError(f"classifier {named!r} gave no prediction for {missing} candidate files")
+        pred, how = [str(f.predicted) for f in labelled], f"operator classifier {named or ''}".strip()
+    else:
+        ref = [f for f in ctx.reference if f.label is not None]
+        if len({f.label for f in ref}) < 2:
+            raise MetricInputError("accuracy by linear probe needs labelled reference files of at least two classes "
+                                   "(one subfolder per class), or an operator classifier (options.accuracy.classifier)")
+        unknown = sorted({f.label for f in labelled} - {f.label for f in ref})
+        if unknown:
+            ctx.warnings.append(f"candidate classes {unknown} have no reference files: the linear probe can never "
+                                "predict them")
+        pred = linear_probe([np.atleast_2d(f.frames) for f in ref], [str(f.label) for f in ref],
+                            [np.atleast_2d(f.frames) for f in labelled], seed=ctx.options.seed)
+        how = "linear probe: logistic regression on reference frames, soft vote over each file's frames"
+    res = classification_accuracy(pred, [str(f.label) for f in labelled])
+    correct = np.array([p == str(f.label) for p, f in zip(pred, labelled, strict=True)], dtype=np.float64)
+    weights = ctx.weights(len(labelled))
+    values = weights @ correct / weights.sum(axis=1) if weights is not None else None
+    return {"value": res["accuracy"], "interval": ctx.interval(values, res["accuracy"], (0.0, 1.0)),
+            "classifier": how,
+            "per_class": res["per_class"], "confusion": {"labels": res["labels"], "matrix": res["confusion"]},
+            "n_candidate": len(labelled), "unlabelled_candidate": len(ctx.candidate) - len(labelled)}
+
+
+def _file_probs(files: Sequence[FileEmbedding], role: str, metric: str) -> list[np.ndarray]:
+    missing = [f.name for f in files if f.probs is None]
+    if missing:
+        raise MetricInputError(f"{metric} needs class probabilities of the {role} files ({len(missing)} have none, "
+                               f"e.g. {missing[0]!r}): use an embedding model with a classifier head (yamnet, cnn14)")
+    out = []
+    for f in files:
+        p = np.clip(np.atleast_2d(np.asarray(f.probs, dtype=np.float64)), 0.0, None)
+        out.append((p / np.maximum(p.sum(axis=1, keepdims=True), 1e-300)).mean(axis=0))
+    return out
+
+
+def _is(ctx: _Context) -> dict:
+    splits = ctx.options.is_.splits
+    probs = np.stack(_file_probs(ctx.candidate, "candidate", "is"))
+    if len(probs) < splits:
+        raise MetricInputError(f"IS with {splits} splits needs at least {splits} candidate files, got {len(probs)}; "
+                               "lower options.is.splits")
+    order = np.random.default_rng(ctx.options.seed).permutation(len(probs))  # splits must not follow folders
+    mean, std = inception_score(probs[order], splits)
+    return {"value": mean, "std": std, "splits": splits, "interval": None,
+            "note": "per-file distribution = mean of its frames' probabilities; files shuffled with options.seed"}
+
+
+def _kl(ctx: _Context) -> dict:
+    ref = {f.name: f for f in ctx.reference}
+    pairs = [(ref[f.name], f) for f in ctx.candidate if f.name in ref]
+    if not pairs:
+        raise MetricInputError("kl pairs files by name, and no candidate file has the name of a reference file")
+    p_ref = np.stack(_file_probs([r for r, _ in pairs], "reference", "kl"))
+    p_cand = np.stack(_file_probs([c for _, c in pairs], "candidate", "kl"))
+    return {"value": paired_kl(p_ref, p_cand), "interval": None, "n_pairs": len(pairs),
+            "unpaired_reference": len(ctx.reference) - len(pairs),
+            "unpaired_candidate": len(ctx.candidate) - len(pairs),
+            "eps": KL_EPS, "direction": "KL(p_reference || p_candidate + eps), mean over pairs"}
+
+
+_EMBEDDING_METRICS: dict[str, Callable[[_Context], dict]] = {
+    "fad": _fad, "fad_inf": _fad_inf, "fad_per_file": _fad_per_file, "kad": _kad, "ndb": _ndb, "prdc": _prdc,
+    "accuracy": _accuracy, "is": _is, "kl": _kl,
+}
+
+
+def _check_metrics(metrics: Sequence[str], allowed: Iterable[str], other: str) -> list[str]:
+    allowed = set(allowed)
+    for name in metrics:
+        if name not in METRIC_NAMES:
+            raise MetricInputError(f"unknown metric {name!r}; choose from {', '.join(METRIC_NAMES)}")
+        if name not in allowed:
+            raise MetricInputError(f"metric {name!r} is computed by {other}")
+    return list(dict.fromkeys(metrics))
+
+
+def _check_dims(ctx: _Context) -> int:
+    dims = {np.atleast_2d(f.frames).shape[1] for f in [*ctx.reference, *ctx.candidate]}
+    if ctx.reference_stats is not None:
+        dims.add(ctx.reference_stats.dim)
+    if len(dims) != 1:
+        raise MetricInputError(f"embedding dimensions differ between files or statistics: {sorted(dims)}")
+    empty = [f.name for f in [*ctx.reference, *ctx.candidate] if np.atleast_2d(f.frames).shape[0] == 0]
+    if empty:
+        raise MetricInputError(f"{len(empty)} files have no embedding frames, e.g. {empty[0]!r}")
+    return dims.pop()
+
+
+def _diagnostics(ctx: _Context, metrics: list[str], dim: int) -> dict:
+    out: dict[str, Any] = {"candidate": diag.set_diagnostics([len(f) for f in ctx.cand_frames], dim)}
+    if ctx.reference or ctx.reference_stats is None:
+        out["reference"] = diag.set_diagnostics([len(f) for f in ctx.ref_frames], dim)
+    else:
+        out["reference"] = {"files": None, "frames": ctx.reference_stats.n, "dim": dim}
+    if FAD_FAMILY & set(metrics):
+        ctx.warnings += diag.size_warnings("reference", out["reference"]["frames"], dim)
+        ctx.warnings += diag.size_warnings("candidate", out["candidate"]["frames"], dim)
+        if ctx.cand_stats().n >= 2:
+            out["covariance"] = diag.frechet_diagnostics(ctx.ref_stats().cov, ctx.cand_stats().cov)
+    ctx.warnings += diag.silence_warnings("reference", [f.silent for f in ctx.reference])
+    ctx.warnings += diag.silence_warnings("candidate", [f.silent for f in ctx.candidate])
+    ctx.warnings += diag.sample_rate_warnings([f.sample_rate for f in ctx.reference],
+                                              [f.sample_rate for f in ctx.candidate])
+    return out
+
+
+def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbedding], candidate: Sequence[FileEmbedding],
+                        options: MetricOptions, reference_stats: GaussianStats | None = None,
+                        on_stage: Callable[[str], None] | None = None, ndb_bins: NdbBins | None = None) -> dict:
+    """Compute embedding metrics. ``reference`` may be empty when only FAD-family metrics are asked and
+    ``reference_stats`` (cached) is given; ``ndb_bins`` are cached bins of this reference (else fitted here)."""
+    metrics = _check_metrics(metrics, _EMBEDDING_METRICS, "evaluate_signals (waveform pairs)")
+    if not candidate:
+        raise MetricInputError("the candidate set has no files")
+    ctx = _Context(reference, candidate, options, reference_stats, ndb_bins)
+    dim = _check_dims(ctx)
+    results: dict[str, Any] = {}
+    for name in metrics:
+        if on_stage is not None:
+            on_stage(name)
+        entry = _EMBEDDING_METRICS[name](ctx)
+        results[name] = {**entry, **{k: v for k, v in ctx.sizes().items() if k not in entry}}
+    diagnostics = _diagnostics(ctx, metrics, dim)
+    return json_safe({"metrics": results, "diagnostics": diagnostics, "warnings": list(dict.fromkeys(ctx.warnings))})
+
+
+_SIGNAL_FUNCS: dict[str, Callable[[np.ndarray, np.ndarray, int], Any]] = {
+    "snr": lambda a, b, sr: sig.snr(a, b),
+    "si_sdr": lambda a, b, sr: sig.si_sdr(a, b),
+    "lsd": lambda a, b, sr: sig.log_spectral_distance(a, b),
+    "mcd": lambda a, b, sr: sig.mel_cepstral_distortion(a, b, sr),
+    "mrstft": lambda a, b, sr: sig.multi_resolution_stft_distance(a, b)["value"],
+}
+_SIGNAL_UNITS = {"snr": "dB", "si_sdr": "dB", "lsd": "dB", "mcd": "dB", "mrstft": "SC + mean |ln mag| (512/1024/2048)"}
+
+
+def evaluate_signals(metrics: Sequence[str], pairs: Iterable[tuple[str, np.ndarray, np.ndarray, int]],
+                     options: MetricOptions) -> dict:
+    """Signal metrics of waveform pairs (name, reference, candidate, sample rate): mean over pairs, per-file
+    values, and a bootstrap interval over pairs. Pairs are consumed once (may be a generator)."""
+    metrics = _check_metrics(metrics, SIGNAL_METRICS, "evaluate_embeddings (embedding metrics)")
+    names: list[str] = []
+    values: dict[str, list[float]] = {m: [] for m in metrics}
+    mismatched: list[str] = []
+    for name, ref, cand, rate in pairs:
+        a, b, info = sig.align_pair(ref, cand)
+        names.append(name)
+        if info.mismatch:
+            mismatched.append(f"{name} ({info.reference_samples} vs {info.candidate_samples} samples)")
+        for m in metrics:
+            values[m].append(float(_SIGNAL_FUNCS[m](a, b, rate)))
+    if not names:
+        raise MetricInputError("signal metrics need files paired by name, and there are none")
+    warnings = []
+    if mismatched:
+        warnings.append(f"{len(mismatched)} pairs differ in length by more than 1% and were trimmed to the shorter: "
+                        + ", ".join(mismatched[:10]) + (" ..." if len(mismatched) > 10 else ""))
+    weights = resample_weights(len(names), options.bootstrap, options.seed) if options.bootstrap else None
+    results = {}
+    for m in metrics:
+        v = np.array(values[m])
+        ok = np.isfinite(v)
+        if not ok.all():
+            warnings.append(f"{m}: {int((~ok).sum())} pairs have no value (silent reference) and are left out")
+        boot = None
+        if weights is not None and ok.any():
+            w = weights[:, ok]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                boot = (w @ v[ok]) / w.sum(axis=1)
+        point = float(v[ok].mean()) if ok.any() else None
+        interval = percentile_interval(boot, options.confidence, point) if boot is not None else None
+        results[m] = {"value": point, "unit": _SIGNAL_UNITS[m],
+                      "interval": interval.as_dict() if interval else None, "n_reference": len(names),
+                      "n_candidate": len(names), "n_pairs": len(names),
+                      "per_file": [{"name": n, "value": x} for n, x in zip(names, v, strict=True)]}
+    return json_safe({"metrics": results, "diagnostics": {"pairs": len(names), "length_mismatches": len(mismatched)},
+                      "warnings": warnings})

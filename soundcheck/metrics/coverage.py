@@ -1,0 +1,197 @@
+"""Mode coverage and fidelity in embedding space: NDB/JSD (Richardson & Weiss, NeurIPS 2018) and
+precision/recall/density/coverage (Kynkäänniemi et al. 2019; Naeem et al., ICML 2020)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import rel_entr
+from scipy.stats import norm
+from sklearn.cluster import KMeans
+from sklearn.metrics import pairwise_distances_argmin, pairwise_distances_chunked
+
+WHITEN_EPS = 1e-6
+#: Memory per chunk of pairwise distances (MiB), see sklearn's ``working_memory``.
+WORKING_MEMORY_MB = 256
+
+
+@dataclass(frozen=True)
+class NdbResult:
+    ndb: int
+    k: int
+    different_bins: list[int]  # bin indices (bins ordered by decreasing reference size)
+    reference_proportions: np.ndarray
+    candidate_proportions: np.ndarray
+    standard_errors: np.ndarray
+    z: np.ndarray
+    p_values: np.ndarray
+    jsd_nats: float
+    alpha: float
+    z_threshold: float | None
+    n_reference: int
+    n_candidate: int
+
+    @property
+    def ndb_over_k(self) -> float:
+        return self.ndb / self.k
+
+    @property
+    def jsd_bits(self) -> float:
+        return self.jsd_nats / np.log(2.0)
+
+
+def two_proportion_z_test(p1: np.ndarray, n1: int, p2: np.ndarray, n2: int) -> tuple[np.ndarray, ...]:
+    """Pooled two-proportion z-test per bin: (standard error, z, two-tailed p-value)."""
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    se = np.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, (p1 - p2) / se, 0.0)
+    return se, z, 2.0 * norm.cdf(-np.abs(z))
+
+
+def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
+    """0.5 KL(p || m) + 0.5 KL(q || m), m = (p + q) / 2, in nats (0 <= JSD <= ln 2)."""
+    m = 0.5 * (p + q)
+    return float(0.5 * rel_entr(p, m).sum() + 0.5 * rel_entr(q, m).sum())
+
+
+class NdbBins:
+    """K-means bins of a reference set (metrics.md NDB steps 1-2), cacheable as bytes (npz, no pickle)."""
+
+    def __init__(self, centers: np.ndarray, proportions: np.ndarray, n_reference: int,
+                 mean: np.ndarray | None, std: np.ndarray | None, seed: int) -> None:
+        self.centers, self.proportions, self.n_reference = centers, proportions, int(n_reference)
+        self.mean, self.std, self.seed = mean, std, int(seed)
+
+    @property
+    def k(self) -> int:
+        return len(self.centers)
+
+    @property
+    def whiten(self) -> bool:
+        return self.mean is not None
+
+    @classmethod
+    def fit(cls, ref: np.ndarray, k: int = 100, whiten: bool = True, seed: int = 0, n_init: int = 3,
+            max_iter: int = 100) -> NdbBins:
+        x = np.asarray(ref, dtype=np.float64)
+        if len(x) < k:
+            raise ValueError(f"NDB with K={k} bins needs at least {k} reference frames, got {len(x)}")
+        mean = std = None
+        if whiten:
+            mean, std = x.mean(axis=0), x.std(axis=0) + WHITEN_EPS
+            x = (x - mean) / std
+        km = KMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed).fit(x)
+        counts = np.bincount(km.labels_, minlength=k)
+        order = np.argsort(-counts, kind="stable")
+        return cls(km.cluster_centers_[order], counts[order] / len(x), len(x), mean, std, seed)
+
+    def _transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        return (x - self.mean) / self.std if self.whiten else x
+
+    def assign(self, samples: np.ndarray) -> np.ndarray:
+        """Index of the nearest bin centre (L2) of each sample."""
+        return pairwise_distances_argmin(self._transform(samples), self.centers)
+
+    def evaluate(self, cand: np.ndarray, alpha: float = 0.05, z_threshold: float | None = None) -> NdbResult:
+        labels = self.assign(cand)
+        n = len(labels)
+        if n == 0:
+            raise ValueError("no candidate frames")
+        cand_p = np.bincount(labels, minlength=self.k) / n
+        se, z, p_values = two_proportion_z_test(self.proportions, self.n_reference, cand_p, n)
+        different = np.abs(z) > z_threshold if z_threshold is not None else p_values < alpha
+        return NdbResult(int(different.sum()), self.k, [int(i) for i in np.flatnonzero(different)],
+                         self.proportions, cand_p, se, z, p_values, jensen_shannon(self.proportions, cand_p),
+                         alpha, z_threshold, self.n_reference, n)
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        extra = {"mean": self.mean, "std": self.std} if self.whiten else {}
+        np.savez(buf, centers=self.centers, proportions=self.proportions, n_reference=np.int64(self.n_reference),
+                 seed=np.int64(self.seed), **extra)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> NdbBins:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            mean = z["mean"].copy() if "mean" in z else None
+            std = z["std"].copy() if "std" in z else None
+            return cls(z["centers"].copy(), z["proportions"].copy(), int(z["n_reference"]), mean, std, int(z["seed"]))
+
+
+def ndb_jsd(ref: np.ndarray, cand: np.ndarray, k: int = 100, whiten: bool = True, alpha: float = 0.05,
+            z_threshold: float | None = None, seed: int = 0) -> NdbResult:
+    """NDB and JSD of candidate frames against K-means bins of the reference frames (metrics.md steps 1-6)."""
+    return NdbBins.fit(ref, k=k, whiten=whiten, seed=seed).evaluate(cand, alpha=alpha, z_threshold=z_threshold)
+
+
+def _kth_neighbour_radii(x: np.ndarray, k: int) -> np.ndarray:
+    """Distance of each row to its k-th nearest other row (the (k+1)-th smallest distance, self included)."""
+    if len(x) <= k:
+        raise ValueError(f"PRDC with k={k} needs more than {k} frames per set, got {len(x)}")
+    parts = pairwise_distances_chunked(x, reduce_func=lambda chunk, start: np.partition(chunk, k, axis=1)[:, k],
+                                       metric="euclidean", working_memory=WORKING_MEMORY_MB)
+    return np.concatenate(list(parts))
+
+
+class PrdcTerms:
+    """Per-candidate-file contributions to PRDC, so the scores of any resample of files are weighted sums.
+
+    precision and density average per-candidate-frame quantities; coverage asks, per reference frame, whether
+    some candidate file holds a frame inside its k-NN ball; recall whether it lies inside some candidate
+    frame's k-NN ball. Resamples keep the candidate radii of the full set (a duplicated frame would otherwise
+    have a zero k-NN radius).
+    """
+
+    def __init__(self, real: np.ndarray, fake_files: Sequence[np.ndarray], k: int = 5) -> None:
+        real = np.asarray(real, dtype=np.float64)
+        arrays = [np.atleast_2d(np.asarray(f, dtype=np.float64)) for f in fake_files]
+        fake = np.concatenate(arrays)
+        self.k, self.n_real = k, len(real)
+        self.counts = np.array([len(a) for a in arrays], dtype=np.float64)
+        frame_file = np.repeat(np.arange(len(arrays)), self.counts.astype(int))
+        real_r, fake_r = _kth_neighbour_radii(real, k), _kth_neighbour_radii(fake, k)
+        n_files = len(arrays)
+        inside = np.zeros(len(fake))  # per fake frame: number of real balls that contain it
+        self.recall_hits = np.zeros((len(real), n_files), dtype=bool)
+        self.cover_hits = np.zeros((len(real), n_files), dtype=bool)
+
+        def reduce(chunk: np.ndarray, start: int) -> None:
+            rows = slice(start, start + len(chunk))
+            in_real_ball = chunk < real_r[rows, None]
+            inside[:] += in_real_ball.sum(axis=0)
+            for hits, mask in ((self.recall_hits, chunk < fake_r[None, :]), (self.cover_hits, in_real_ball)):
+                np.logical_or.reduceat(mask, np.flatnonzero(np.r_[True, np.diff(frame_file) != 0]), axis=1,
+                                       out=hits[rows])
+            return None
+
+        for _ in pairwise_distances_chunked(real, fake, reduce_func=reduce, metric="euclidean",
+                                            working_memory=WORKING_MEMORY_MB):
+            pass
+        self.precision_sum = np.bincount(frame_file, weights=(inside > 0).astype(float), minlength=n_files)
+        self.density_sum = np.bincount(frame_file, weights=inside, minlength=n_files) / k
+
+    def scores(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """precision, recall, density, coverage for each row of file multiplicities ``weights`` [B, F]."""
+        weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+        n_w = weights @ self.counts
+        present = (weights > 0).astype(np.float64).T
+        return {
+            "precision": weights @ self.precision_sum / n_w,
+            "recall": ((self.recall_hits.astype(np.float32) @ present) > 0).mean(axis=0),
+            "density": weights @ self.density_sum / n_w,
+            "coverage": ((self.cover_hits.astype(np.float32) @ present) > 0).mean(axis=0),
+        }
+
+
+def prdc(real: np.ndarray, fake: np.ndarray | Sequence[np.ndarray], k: int = 5) -> dict[str, float]:
+    """Precision, recall, density and coverage with k nearest neighbours (same definitions as the ``prdc``
+    package); pairwise distances are computed in chunks of ``WORKING_MEMORY_MB``."""
+    files = [fake] if isinstance(fake, np.ndarray) and fake.ndim == 2 else list(fake)
+    terms = PrdcTerms(real, files, k)
+    return {name: float(values[0]) for name, values in terms.scores(np.ones((1, len(files)))).items()}
