@@ -318,6 +318,11 @@ async function refreshJobs() {
     showError($("jobs-error"), null);
   } catch (err) {
     showError($("jobs-error"), err);
+    // Keep the last list on screen; while jobs were active, try again (the api may be restarting).
+    if (state.jobs.some((j) => ACTIVE.has(j.status)) && !(err instanceof ApiError && err.status === 401)) {
+      state.jobsTimer = setTimeout(refreshJobs, 3 * JOBS_EVERY_MS);
+    }
+    return;
   }
   const list = $("jobs-list");
   if (!state.jobs.length) {
