@@ -1,0 +1,135 @@
+"""Jobs that cannot finish end as `failed` with a message a person can act on — never hang, never vanish."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from redis import Redis
+
+from app.main import create_app
+from soundcheck.embeddings import load
+from soundcheck.provenance import embedding_key, embedding_provenance, reference_stats_key
+from soundcheck.serve import Service, spawn, wait_until
+from soundcheck.settings import Settings
+from tests.api.conftest import tone, wav_bytes
+from tests.conftest import make_settings
+from worker.stats_cache import LOCK_KEY
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    api: TestClient
+    worker: subprocess.Popen
+    redis: Redis
+
+
+def _start_worker(settings: Settings, log: Path) -> subprocess.Popen:
+    env = dict(Service(settings).env(), SOUNDCHECK_PRELOAD="mel",
+               SOUNDCHECK_JOB_TIMEOUT_S=str(settings.job_timeout_s))
+    return spawn([sys.executable, "-m", "worker"], env, log)
+
+
+@pytest.fixture()
+def deployment(redis_server: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Deployment]:
+    """A worker process of our own on its own queue, and the api in-process; both on our test Redis."""
+    timeout = getattr(request, "param", 600)
+    settings = make_settings(redis_server, tmp_path, job_timeout_s=timeout)
+    worker = _start_worker(settings, tmp_path / "worker.log")
+    with TestClient(create_app(settings)) as api:
+        try:
+            wait_until(lambda: api.get("/v1/health").json()["workers"] == 1, 120, "worker", worker)
+            yield Deployment(settings, api, worker, Redis.from_url(redis_server))
+        finally:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(30)
+            print((tmp_path / "worker.log").read_text()[-4000:])
+
+
+def _upload(api: TestClient, files: dict[str, bytes]) -> str:
+    response = api.post("/v1/datasets", files=[("files", (n, d)) for n, d in files.items()])
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def _sets(api: TestClient, salt: float) -> tuple[str, str]:
+    ref = _upload(api, {f"r{i}.wav": wav_bytes(tone(1.5, freq=200 + 40 * i + salt)) for i in range(4)})
+    cand = _upload(api, {f"c{i}.wav": wav_bytes(tone(1.5, freq=210 + 40 * i + salt)) for i in range(4)})
+    return ref, cand
+
+
+def _wait(api: TestClient, job_id: str, until: set[str], timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = api.get(f"/v1/jobs/{job_id}").json()
+        if view["status"] in until:
+            return view
+        time.sleep(0.2)
+    pytest.fail(f"job {job_id} still {view['status']} ({view['progress']}) after {timeout} s")
+
+
+def _hold_reference_lock(d: Deployment, ref: str):
+    key = reference_stats_key(ref, embedding_key(embedding_provenance(load("mel", Path("/x")).provenance())))
+    lock = d.redis.lock(LOCK_KEY.format(key), timeout=120)
+    assert lock.acquire(blocking=False)
+    return lock
+
+
+def test_killed_worker_turns_its_job_failed(deployment: Deployment) -> None:
+    ref, cand = _sets(deployment.api, salt=1.0)
+    lock = _hold_reference_lock(deployment, ref)
+    job = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand}).json()
+    running = _wait(deployment.api, job["id"], {"running"})
+    assert "waiting" in running["progress"]["stage"]
+    os.kill(deployment.worker.pid, signal.SIGKILL)
+    deployment.worker.wait()
+    failed = _wait(deployment.api, job["id"], {"failed"}, timeout=45)
+    assert "stopped responding" in failed["error"] and "submit it again" in failed["error"]
+    lock.release()
+
+
+@pytest.mark.parametrize("deployment", [3], indirect=True)
+def test_job_over_the_time_limit_fails_with_the_limit(deployment: Deployment) -> None:
+    ref, cand = _sets(deployment.api, salt=2.0)
+    lock = _hold_reference_lock(deployment, ref)
+    job = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand}).json()
+    failed = _wait(deployment.api, job["id"], {"failed"}, timeout=60)
+    assert "time limit of 3 s" in failed["error"]
+    lock.release()
+    # the worker carries on with the next job
+    again = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand}).json()
+    assert _wait(deployment.api, again["id"], {"finished", "failed"}, 60)["status"] == "finished"
+
+
+def test_changed_registered_file_fails_the_job_and_worker_carries_on(deployment: Deployment) -> None:
+    root = deployment.settings.allowed_roots[0] / "reg"
+    root.mkdir()
+    for i in range(3):
+        (root / f"{i}.wav").write_bytes(wav_bytes(tone(1.2, freq=300 + 50 * i)))
+    ref = deployment.api.post("/v1/datasets/register", json={"path": str(root)}).json()["id"]
+    cand = _upload(deployment.api, {f"{i}.wav": wav_bytes(tone(1.2, freq=310 + 50 * i)) for i in range(3)})
+    (root / "1.wav").write_bytes(wav_bytes(tone(1.2, freq=999)))
+    job = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand}).json()
+    failed = _wait(deployment.api, job["id"], {"failed", "finished"})
+    assert failed["status"] == "failed"
+    assert "1.wav" in failed["error"] and "changed since the dataset was registered" in failed["error"]
+    ok = deployment.api.post("/v1/jobs", json={"reference": cand, "candidate": cand}).json()
+    assert _wait(deployment.api, ok["id"], {"finished", "failed"})["status"] == "finished"
+
+
+def test_model_without_weights_is_refused_with_the_file_to_put_where(deployment: Deployment) -> None:
+    ref, cand = _sets(deployment.api, salt=3.0)
+    response = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand, "embedding": "vggish"})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "vggish-10086976.pth" in detail and str(deployment.settings.models_dir) in detail
