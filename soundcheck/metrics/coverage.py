@@ -53,9 +53,13 @@ def two_proportion_z_test(p1: np.ndarray, n1: int, p2: np.ndarray, n2: int) -> t
 
 
 def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
-    """0.5 KL(p || m) + 0.5 KL(q || m), m = (p + q) / 2, in nats (0 <= JSD <= ln 2)."""
-    m = 0.5 * (p + q)
-    return float(0.5 * rel_entr(p, m).sum() + 0.5 * rel_entr(q, m).sum())
+    """0.5 KL(p || m) + 0.5 KL(q || m), m = (p + q) / 2, in nats (0 <= JSD <= ln 2).
+
+    Written as 0.5 sum p ln(2p / (p + q)) + (same for q): (p + q) / 2 would underflow to 0 for denormal
+    entries and turn the sum into infinity."""
+    total = p + q
+    value = 0.5 * (rel_entr(p, total).sum() + rel_entr(q, total).sum() + np.log(2.0) * (p.sum() + q.sum()))
+    return float(min(max(value, 0.0), np.log(2.0)))
 
 
 class NdbBins:
