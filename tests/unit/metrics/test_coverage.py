@@ -123,14 +123,14 @@ def test_prdc_resamples_equal_recomputation_on_restacked_files(rng, capsys):
 @pytest.mark.slow
 def test_prdc_readme_example_of_the_prdc_package():
     """README of prdc 0.2: N(0, I) 10,000 x 10,000 in 1000-d, k=5 gives precision 0.4772, recall 0.4705,
-    density 1.0555, coverage 0.9735 "(may fluctuate due to randomness)". Over seeds, precision and recall vary
-    by ~0.01, density by ~0.02 and coverage by ~0.003 (binomial/correlated spread of 10,000-sample means),
-    so 3x those."""
+    density 1.0555, coverage 0.9735 "(may fluctuate due to randomness)". We measured that fluctuation with
+    seeds 0-3 (same generator as here): precision 0.456-0.497 (sd 0.017), recall 0.474-0.486 (sd 0.005),
+    density 0.912-1.070 (sd 0.066), coverage 0.956-0.974 (sd 0.008). Tolerances are 3.5 of those sd."""
     rng = np.random.default_rng(0)
     real = rng.standard_normal((10_000, 1000)).astype(np.float32)
     fake = rng.standard_normal((10_000, 1000)).astype(np.float32)
     got = prdc(real, fake, 5)
-    assert got["precision"] == pytest.approx(0.4772, abs=0.03)
-    assert got["recall"] == pytest.approx(0.4705, abs=0.03)
-    assert got["density"] == pytest.approx(1.0555, abs=0.06)
-    assert got["coverage"] == pytest.approx(0.9735, abs=0.01)
+    assert got["precision"] == pytest.approx(0.4772, abs=0.06)
+    assert got["recall"] == pytest.approx(0.4705, abs=0.02)
+    assert got["density"] == pytest.approx(1.0555, abs=0.23)
+    assert got["coverage"] == pytest.approx(0.9735, abs=0.03)
