@@ -6,6 +6,8 @@ triangles in mel space, DC bin zeroed); the framing is "valid" (no centre paddin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 
@@ -74,3 +76,17 @@ def patches(features: np.ndarray, length: int, hop: int) -> np.ndarray:
     n = 1 + (len(features) - length) // hop
     idx = np.arange(length)[None, :] + hop * np.arange(n)[:, None]
     return features[idx]
+
+
+def fixed_size_chunks(rows: np.ndarray, size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield ``(chunk, n_real)``: ``rows`` cut into chunks of exactly ``size`` rows, the last padded with zeros.
+
+    Models run every chunk with one shape, so the kernels (and their float32 rounding) chosen for a row never
+    depend on how many other rows came with it: a file's numbers are the same for any batch size.
+    """
+    for start in range(0, len(rows), size):
+        chunk = rows[start:start + size]
+        n_real = len(chunk)
+        if n_real < size:
+            chunk = np.concatenate([chunk, np.zeros((size - n_real, *rows.shape[1:]), dtype=rows.dtype)])
+        yield chunk, n_real

