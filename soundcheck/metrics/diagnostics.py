@@ -27,7 +27,7 @@ def covariance_diagnostics(sigma: np.ndarray) -> dict:
         "dim": int(len(vals)),
         "rank": rank,
         "condition_number": float(top / vals.min()) if rank == len(vals) and top > 0 else None,
-        "negative_eigenvalue_mass": float(-vals[vals < 0].sum()),
+        "negative_eigenvalue_mass": float(-vals[vals < 0].sum()) + 0.0,
         "trace": float(vals.sum()),
     }
 

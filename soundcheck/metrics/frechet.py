@@ -52,7 +52,7 @@ def _eigvalsh(matrix: np.ndarray, lower: bool = True) -> np.ndarray:
 
 def _sqrt_sum(vals: np.ndarray) -> tuple[float, float]:
     """Sum of square roots of eigenvalues with negative round-off clipped; also the clipped mass."""
-    clipped = float(-vals[vals < 0].sum())
+    clipped = float(-vals[vals < 0].sum()) + 0.0  # + 0.0: no "-0.0" in results
     return float(np.sqrt(np.clip(vals, 0.0, None)).sum()), clipped
 
 
