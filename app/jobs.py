@@ -5,6 +5,7 @@ The api never imports the worker or torch: jobs are enqueued by function path wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from typing import Any
@@ -19,7 +20,7 @@ from rq.serializers import JSONSerializer
 from soundcheck.datastore import ManifestStore
 from soundcheck.embeddings.registry import SPECS
 from soundcheck.jobspec import SIGNAL_METRICS, JobCreate, JobView
-from soundcheck.jobstore import ALIVE_KEY, WORKER_MODELS_FIELD, JobStore
+from soundcheck.jobstore import ALIVE_KEY, CANCEL_KEY, CANCELED, WORKER_MODELS_FIELD, JobStore
 from soundcheck.settings import Settings
 
 TASK = "worker.tasks.evaluate"
@@ -103,5 +104,28 @@ def get_job(redis: Redis, settings: Settings, job_id: str) -> JobView | None:
 
 def _rq_failure(job: Job) -> str:
     info = job.exc_info or ""
+    if "JobTimeoutException" in info:
+        return f"it exceeded the time limit of {job.timeout} s (SOUNDCHECK_JOB_TIMEOUT_S)"
     last = [line for line in info.strip().splitlines() if line.strip()]
     return last[-1] if last else f"RQ status {job.get_status()}"
+
+
+def list_jobs(redis: Redis, settings: Settings, limit: int = 50) -> list[JobView]:
+    """Recent jobs; unfinished ones are reconciled like a single read, so none shows running forever."""
+    views = JobStore(redis).list(limit)
+    return [get_job(redis, settings, v.id) or v if v.status in ("queued", "running") else v for v in views]
+
+
+def cancel_job(redis: Redis, settings: Settings, job_id: str) -> JobView:
+    """A queued job is removed from the queue; a running one stops at its next progress update."""
+    view = get_job(redis, settings, job_id)
+    if view is None:
+        raise JobRequestError(f"job {job_id!r} not found", 404)
+    if view.status in ("finished", "failed"):
+        raise JobRequestError(f"job {job_id!r} is already {view.status}", 409)
+    redis.set(CANCEL_KEY.format(job_id), "1", ex=settings.job_timeout_s)
+    if view.status == "queued":
+        with contextlib.suppress(NoSuchJobError):
+            Job.fetch(job_id, connection=redis, serializer=JSONSerializer).cancel()
+        JobStore(redis).fail(job_id, CANCELED)
+    return get_job(redis, settings, job_id) or view

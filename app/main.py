@@ -16,7 +16,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from app.api.deps import require_token
-from app.api.routes import datasets, health, jobs, models
+from app.api.routes import datasets, health, jobs, metrics, models
 from app.datasets import Forbidden, TooLarge
 from app.jobs import JobRequestError
 from soundcheck.datastore import DatasetError
@@ -37,8 +37,6 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
     for err in exc.errors():
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         msg = err.get("msg", "invalid")
-        if err.get("type") == "literal_error" and "expected" in err.get("ctx", {}):
-            msg = f"{msg}"
         if err.get("type") == "extra_forbidden":
             msg = "unknown field"
         errors.append({"field": loc, "message": msg, "input": _short(err.get("input"))})
@@ -55,7 +53,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-                  413: "Payload Too Large", 422: "Unprocessable Content"}
+                  409: "Conflict", 413: "Payload Too Large", 422: "Unprocessable Content"}
         return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
@@ -100,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     secured = [Depends(require_token)]
-    for module in (health, datasets, jobs, models):
+    for module in (health, datasets, jobs, models, metrics):
         app.include_router(module.router, prefix="/v1", dependencies=secured if module is not health else [])
 
     @app.middleware("http")

@@ -37,6 +37,11 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
+def _why(exc: BaseException) -> str:
+    """libsndfile's reason without the server-side path (blob paths mean nothing to the user)."""
+    return getattr(exc, "error_string", None) or type(exc).__name__
+
+
 def probe(path: Path | str, name: str | None = None) -> AudioInfo:
     """Read the header only; :class:`AudioError` when libsndfile cannot parse it or it holds no audio."""
     label = name or str(path)
@@ -44,7 +49,7 @@ def probe(path: Path | str, name: str | None = None) -> AudioInfo:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioError(
-            f"{label}: not a readable audio file ({exc}). Supported: WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF."
+            f"{label}: not a readable audio file ({_why(exc)}). Supported: WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF."
         ) from None
     if info.frames <= 0:
         raise AudioError(f"{label}: the file holds no audio samples (empty).")
@@ -59,7 +64,7 @@ def decode(path: Path | str, name: str | None = None) -> tuple[np.ndarray, int]:
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{label}: cannot decode ({exc}).") from None
+        raise AudioError(f"{label}: cannot decode ({_why(exc)}).") from None
     if data.size == 0:
         raise AudioError(f"{label}: the file holds no audio samples (empty).")
     if not np.isfinite(data).all():
@@ -78,7 +83,7 @@ def scan_peak(path: Path | str, name: str | None = None, block: int = 1 << 18) -
             if chunk.size:
                 peak = max(peak, float(np.abs(chunk).max()))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{label}: cannot decode ({exc}).") from None
+        raise AudioError(f"{label}: cannot decode ({_why(exc)}).") from None
     return peak
 
 

@@ -24,9 +24,9 @@ import httpx
 
 from soundcheck.datastore import AUDIO_SUFFIXES, LABELS_CSV
 from soundcheck.jobspec import DatasetView, JobCreate, JobView
+from soundcheck.jobstore import TERMINAL
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-TERMINAL = ("finished", "failed")
 
 
 class SoundcheckError(RuntimeError):

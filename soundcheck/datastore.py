@@ -22,6 +22,7 @@ from soundcheck.provenance import dataset_id
 
 DATASET_KEY = "sc:dataset:{}"
 DATASET_INDEX = "sc:datasets"
+DATASET_NAMES = "sc:dataset-names"
 LABELS_CSV = "labels.csv"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".w64", ".caf"}
 
@@ -171,8 +172,12 @@ class ManifestStore:
         self.redis = redis
         self.mirror_dir = Path(mirror_dir)
 
-    def save(self, manifest: DatasetView) -> DatasetView:
-        """Store a manifest; an existing one with the same id (same content) is kept and returned."""
+    def save(self, manifest: DatasetView, name: str | None = None) -> DatasetView:
+        """Store a manifest; an existing one with the same id (same content) is kept and returned.
+
+        The name is metadata, not content: the last name given to a dataset is the one shown."""
+        if name:
+            self.redis.hset(DATASET_NAMES, manifest.id, name[:200])
         existing = self.get(manifest.id)
         if existing is not None:
             return existing
@@ -185,7 +190,7 @@ class ManifestStore:
         pipe.set(DATASET_KEY.format(manifest.id), payload)
         pipe.zadd(DATASET_INDEX, {manifest.id: manifest.created_at.timestamp()})
         pipe.execute()
-        return manifest
+        return manifest.model_copy(update={"name": name[:200] if name else None})
 
     def get(self, dataset: str) -> DatasetView | None:
         raw = self.redis.get(DATASET_KEY.format(dataset))
@@ -195,7 +200,10 @@ class ManifestStore:
                 return None
             raw = mirror.read_text()
             self.redis.set(DATASET_KEY.format(dataset), raw)
-        return DatasetView.model_validate_json(raw)
+        view = DatasetView.model_validate_json(raw)
+        name = self.redis.hget(DATASET_NAMES, dataset)
+        view.name = name.decode() if isinstance(name, bytes) else name
+        return view
 
     def list(self, limit: int = 100) -> list[DatasetView]:
         ids = self.redis.zrevrange(DATASET_INDEX, 0, limit - 1)

@@ -133,6 +133,7 @@ class DatasetView(BaseModel):
     """A dataset manifest (POST/GET /v1/datasets)."""
 
     id: str
+    name: str | None = Field(None, description="A human name; not part of the content id (last one given wins).")
     source: Literal["upload", "path"]
     root: str | None = None
     n_files: int
@@ -150,3 +151,35 @@ class RegisterDataset(_Strict):
     """POST /v1/datasets/register body: a directory under an operator-allowed root."""
 
     path: str
+    name: str | None = Field(None, max_length=200, description="Human name (default: the directory name).")
+
+
+#: What each metric means for a reader of results: what it needs, which direction is better, the reference.
+METRIC_INFO: dict[str, dict[str, str | None]] = {
+    "fad": {"title": "Fréchet Audio Distance", "needs": "embedding", "better": "lower",
+            "reference": "Kilgour et al., Interspeech 2019"},
+    "fad_inf": {"title": "FAD extrapolated to infinite candidates (FAD-inf)", "needs": "embedding",
+                "better": "lower", "reference": "Chong & Forsyth, CVPR 2020"},
+    "fad_per_file": {"title": "FAD of each candidate file against the reference", "needs": "embedding",
+                     "better": "lower", "reference": "fadtk score_individual"},
+    "kad": {"title": "Kernel Audio Distance (unbiased MMD², RBF, x100)", "needs": "embedding", "better": "lower",
+            "reference": "Chung et al., 2025 (kadtk)"},
+    "ndb": {"title": "Number of statistically different bins + JSD", "needs": "embedding", "better": "lower",
+            "reference": "Richardson & Weiss, NeurIPS 2018"},
+    "prdc": {"title": "Precision, recall, density, coverage", "needs": "embedding", "better": "higher",
+             "reference": "Kynkäänniemi et al. 2019; Naeem et al., ICML 2020"},
+    "accuracy": {"title": "Classifier accuracy on intended labels", "needs": "labels", "better": "higher",
+                 "reference": "linear probe on reference embeddings or an operator TorchScript classifier"},
+    "is": {"title": "Inception Score over AudioSet classes", "needs": "class probabilities", "better": "higher",
+           "reference": "Salimans et al. 2016; PANNs CNN14 as classifier"},
+    "kl": {"title": "Paired KL of class probabilities", "needs": "class probabilities + paired files",
+           "better": "lower", "reference": "AudioLDM evaluation (Liu et al. 2023)"},
+    "snr": {"title": "Signal-to-noise ratio (dB)", "needs": "paired files", "better": "higher", "reference": None},
+    "si_sdr": {"title": "Scale-invariant SDR (dB)", "needs": "paired files", "better": "higher",
+               "reference": "Le Roux et al., ICASSP 2019"},
+    "lsd": {"title": "Log-spectral distance (dB)", "needs": "paired files", "better": "lower", "reference": None},
+    "mcd": {"title": "Mel cepstral distortion (dB)", "needs": "paired files", "better": "lower",
+            "reference": "Kubichek 1993"},
+    "mrstft": {"title": "Multi-resolution STFT distance", "needs": "paired files", "better": "lower",
+               "reference": "Yamamoto et al., ICASSP 2020"},
+}

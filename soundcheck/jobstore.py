@@ -11,17 +11,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import WatchError
 
 from soundcheck.jobspec import JobCreate, JobView, Progress
 
 JOB_KEY = "sc:job:{}"
 RESULT_KEY = "sc:result:{}"
 JOB_INDEX = "sc:jobs"
+TERMINAL = ("finished", "failed")
 #: Field of RQ's worker hash where a soundcheck worker lists the models it loaded.
 WORKER_MODELS_FIELD = "soundcheck"
 #: Liveness key of a worker, refreshed by a thread; gone = the worker died.
 ALIVE_KEY = "sc:alive:{}"
 ALIVE_TTL_S = 12
+#: Set by DELETE /v1/jobs/{id}; a running job checks it at every progress update.
+CANCEL_KEY = "sc:cancel:{}"
+CANCELED = "canceled on request"
 
 
 def _now() -> datetime:
@@ -50,12 +55,26 @@ class JobStore:
             view.result = json.loads(result) if result else None
         return view
 
-    def _update(self, job_id: str, **fields: Any) -> None:
-        view = self.get(job_id, with_result=False)
-        if view is None:
-            return
-        updated = view.model_copy(update=fields)
-        self.redis.set(JOB_KEY.format(job_id), updated.model_dump_json(exclude={"result"}))
+    def _update(self, job_id: str, **fields: Any) -> bool:
+        """Atomic read-modify-write (WATCH/MULTI); a finished or failed record never changes again, so a
+        late progress write or a reconciliation can never overwrite the final state."""
+        key = JOB_KEY.format(job_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        return False
+                    view = JobView.model_validate_json(raw)
+                    if view.status in TERMINAL:
+                        return False
+                    pipe.multi()
+                    pipe.set(key, view.model_copy(update=fields).model_dump_json(exclude={"result"}))
+                    pipe.execute()
+                    return True
+                except WatchError:
+                    continue
 
     def start(self, job_id: str, worker: str) -> None:
         self._update(job_id, status="running", started_at=_now(), worker=worker,

@@ -30,12 +30,19 @@ class StatsCache:
         self.redis.set(STATS_KEY.format(key), value)
 
     @contextmanager
-    def lock(self, key: str, wait_s: float = 600.0) -> Iterator[bool]:
-        """Hold the compute lock of ``key``; yields False if another worker held it past ``wait_s``."""
-        lock = self.redis.lock(LOCK_KEY.format(key), timeout=self.lock_timeout_s, blocking_timeout=wait_s)
-        acquired = lock.acquire()
+    def lock(self, key: str, wait_s: float = 600.0, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+        """Hold the compute lock of ``key``; yields False if another worker held it past ``wait_s``.
+
+        ``on_wait`` runs about once a second while waiting (progress, cancellation checks)."""
+        lock = self.redis.lock(LOCK_KEY.format(key), timeout=self.lock_timeout_s, blocking_timeout=1.0)
+        deadline = time.monotonic() + wait_s
+        acquired = bool(lock.acquire())
+        while not acquired and time.monotonic() < deadline:
+            if on_wait is not None:
+                on_wait()
+            acquired = bool(lock.acquire())
         try:
-            yield bool(acquired)
+            yield acquired
         finally:
             if acquired:
                 with contextlib.suppress(LockError):  # an expired lock needs no release

@@ -9,14 +9,14 @@ from typing import Any
 from redis import Redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
-from soundcheck.evaluation import MetricInputError, evaluate_embeddings, evaluate_signals, metric_versions
 
 from soundcheck import audio
 from soundcheck.datastore import BlobStore, DatasetError, ManifestStore
 from soundcheck.embed_cache import EmbeddingCache
 from soundcheck.embeddings.registry import ModelUnavailable
+from soundcheck.evaluation import MetricInputError, evaluate_embeddings, evaluate_signals, metric_versions
 from soundcheck.jobspec import SIGNAL_METRICS, DatasetView, JobCreate
-from soundcheck.jobstore import JobStore
+from soundcheck.jobstore import CANCEL_KEY, CANCELED, JobStore
 from soundcheck.metrics import GaussianStats
 from soundcheck.pipeline import InputChanged, embed_files, load_wave
 from soundcheck.provenance import embedding_key, embedding_provenance, reference_stats_key, result_provenance
@@ -25,8 +25,14 @@ from worker.runtime import get_runtime
 from worker.stats_cache import StatsCache
 
 log = logging.getLogger("soundcheck.worker")
+
+
+class JobCanceled(RuntimeError):
+    """DELETE /v1/jobs/{id} asked this job to stop."""
+
+
 #: Errors that are the input's fault: the job fails with this message, the worker carries on.
-USER_ERRORS = (audio.AudioError, MetricInputError, InputChanged, ModelUnavailable, DatasetError)
+USER_ERRORS = (audio.AudioError, MetricInputError, InputChanged, ModelUnavailable, DatasetError, JobCanceled)
 #: Metrics that need only the reference's Gaussian statistics, not its frames.
 STATS_ONLY = frozenset({"fad", "fad_inf", "fad_per_file"})
 
@@ -52,6 +58,8 @@ class Reporter:
         if not force and now - self._last < self.interval_s:
             return
         self._last = now
+        if self.store.redis.exists(CANCEL_KEY.format(self.job_id)):
+            raise JobCanceled(CANCELED)
         self.store.progress(self.job_id, self.done, self.total, self.stage)
         if self.rq_job is not None:
             self.rq_job.meta["progress"] = {"done": self.done, "total": self.total, "stage": self.stage}
@@ -71,8 +79,10 @@ def evaluate(job_id: str, spec_json: dict[str, Any]) -> dict[str, Any]:
         store.fail(job_id, str(exc))
         return {"job": job_id, "status": "failed", "error": str(exc)}
     except JobTimeoutException:
-        store.fail(job_id, f"the job exceeded the time limit of {get_settings().job_timeout_s} s "
-                           "(SOUNDCHECK_JOB_TIMEOUT_S); split the sets or raise the limit")
+        # a fresh connection: the alarm may have interrupted a command on the job's one
+        JobStore(Redis.from_url(get_settings().redis_url)).fail(
+            job_id, f"the job exceeded the time limit of {get_settings().job_timeout_s} s "
+                    "(SOUNDCHECK_JOB_TIMEOUT_S); split the sets or raise the limit")
         raise
     except Exception as exc:
         store.fail(job_id, f"internal error ({type(exc).__name__}: {exc}); the worker log has the traceback")
@@ -135,7 +145,8 @@ def _embedding_part(redis: Redis, spec: JobCreate, metrics: list[str], reference
         reporter.advance(len(reference.files or []))
     else:
         reporter.set_stage("waiting for the reference (another worker is embedding it)")
-        with stats_cache.lock(stats_key):  # one worker embeds a reference at a time; the others reuse it
+        # one worker embeds a reference at a time; the others wait, then reuse its cached embeddings
+        with stats_cache.lock(stats_key, on_wait=lambda: reporter.flush(force=True)):
             reporter.set_stage("embedding reference")
             ref_files = embed_files(reference.files or [], model, blobs, cache, batch, reporter.advance)
             if ref_stats is None:

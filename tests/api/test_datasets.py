@@ -60,6 +60,7 @@ def test_dataset_id_is_sha256_over_sorted_name_and_file_hash(api: TestClient) ->
 def test_corrupt_file_is_rejected_with_its_name(api: TestClient) -> None:
     body = _problem(api.post("/v1/datasets", files=[("files", ("broken.wav", b"RIFF\x00garbage" * 10))]), 422)
     assert "broken.wav" in body["detail"] and "on_invalid=skip" in body["detail"]
+    assert "blobs" not in body["detail"]  # no server-side path leaks into the message
 
 
 def test_empty_file_is_rejected(api: TestClient) -> None:
@@ -162,3 +163,11 @@ def test_register_symlink_escaping_the_root_is_403(api: TestClient, api_settings
     _problem(api.post("/v1/datasets/register", json={"path": str(link)}), 403)
     dotdot = str(api_settings.allowed_roots[0]) + "/../secret"
     _problem(api.post("/v1/datasets/register", json={"path": dotdot}), 403)
+
+
+def test_dataset_name_is_metadata_not_content(api: TestClient) -> None:
+    files = [("files", ("a.wav", wav_bytes(tone(1.0))))]
+    first = api.post("/v1/datasets", files=files, data={"name": "take one"}).json()
+    second = api.post("/v1/datasets", files=files, data={"name": "take two"}).json()
+    assert first["id"] == second["id"]
+    assert first["name"] == "take one" and api.get(f"/v1/datasets/{first['id']}").json()["name"] == "take two"

@@ -49,3 +49,11 @@ def test_valid_job_is_queued_with_location(api: TestClient) -> None:
     job = response.json()
     assert job["status"] == "queued" and response.headers["location"] == f"/v1/jobs/{job['id']}"
     assert api.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
+
+
+def test_metrics_catalogue_lists_every_metric(api: TestClient) -> None:
+    from soundcheck.jobspec import METRIC_NAMES
+
+    body = api.get("/v1/metrics").json()
+    assert [m["name"] for m in body] == list(METRIC_NAMES)
+    assert {m["better"] for m in body} <= {"lower", "higher"}

@@ -52,7 +52,11 @@ def deployment(redis_server: str, tmp_path: Path, request: pytest.FixtureRequest
         finally:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
-                worker.wait(30)
+                try:
+                    worker.wait(15)
+                except subprocess.TimeoutExpired:  # warm shutdown waits for a blocked job
+                    worker.kill()
+                    worker.wait()
             print((tmp_path / "worker.log").read_text()[-4000:])
 
 
@@ -68,11 +72,11 @@ def _sets(api: TestClient, salt: float) -> tuple[str, str]:
     return ref, cand
 
 
-def _wait(api: TestClient, job_id: str, until: set[str], timeout: float = 60) -> dict:
+def _wait(api: TestClient, job_id: str, until: set[str], timeout: float = 60, stage: str = "") -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         view = api.get(f"/v1/jobs/{job_id}").json()
-        if view["status"] in until:
+        if view["status"] in until and stage in view["progress"]["stage"]:
             return view
         time.sleep(0.2)
     pytest.fail(f"job {job_id} still {view['status']} ({view['progress']}) after {timeout} s")
@@ -89,8 +93,7 @@ def test_killed_worker_turns_its_job_failed(deployment: Deployment) -> None:
     ref, cand = _sets(deployment.api, salt=1.0)
     lock = _hold_reference_lock(deployment, ref)
     job = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand}).json()
-    running = _wait(deployment.api, job["id"], {"running"})
-    assert "waiting" in running["progress"]["stage"]
+    _wait(deployment.api, job["id"], {"running"}, stage="waiting")
     os.kill(deployment.worker.pid, signal.SIGKILL)
     deployment.worker.wait()
     failed = _wait(deployment.api, job["id"], {"failed"}, timeout=45)
@@ -133,3 +136,17 @@ def test_model_without_weights_is_refused_with_the_file_to_put_where(deployment:
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert "vggish-10086976.pth" in detail and str(deployment.settings.models_dir) in detail
+
+
+def test_cancel_stops_a_running_job_and_a_queued_one(deployment: Deployment) -> None:
+    ref, cand = _sets(deployment.api, salt=4.0)
+    lock = _hold_reference_lock(deployment, ref)
+    running = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand}).json()
+    _wait(deployment.api, running["id"], {"running"}, stage="waiting")
+    queued = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand}).json()
+    assert deployment.api.delete(f"/v1/jobs/{queued['id']}").json()["status"] == "failed"
+    assert deployment.api.delete(f"/v1/jobs/{running['id']}").status_code == 202
+    failed = _wait(deployment.api, running["id"], {"failed"}, timeout=20)
+    assert failed["error"] == "canceled on request"
+    assert deployment.api.delete(f"/v1/jobs/{running['id']}").status_code == 409
+    lock.release()

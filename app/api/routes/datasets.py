@@ -21,12 +21,13 @@ def upload_dataset(
     settings: SettingsDep,
     response: Response,
     on_invalid: Annotated[Literal["reject", "skip"], Form()] = "reject",
+    name: Annotated[str | None, Form(max_length=200)] = None,
     include_files: bool = False,
 ) -> DatasetView:
     collected = Collected()
     for upload in files:
         add_upload(collected, upload.filename or "unnamed", upload.file, blobs, settings)
-    manifest = manifests.save(finish(collected, "upload", on_invalid))
+    manifest = manifests.save(finish(collected, "upload", on_invalid), name=name)
     response.headers["Location"] = f"/v1/datasets/{manifest.id}"
     return manifest if include_files else manifest.model_copy(update={"files": None})
 
@@ -39,7 +40,7 @@ def register_dataset(
     root = resolve_allowed(body.path, settings)
     collected = Collected()
     scan_directory(collected, root, settings)
-    manifest = manifests.save(finish(collected, "path", on_invalid, root=str(root)))
+    manifest = manifests.save(finish(collected, "path", on_invalid, root=str(root)), name=body.name or root.name)
     response.headers["Location"] = f"/v1/datasets/{manifest.id}"
     return manifest.model_copy(update={"files": None})
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response
 
-from app.api.deps import JobsDep, RedisDep, SettingsDep
-from app.jobs import create_job, get_job
+from app.api.deps import RedisDep, SettingsDep
+from app.jobs import cancel_job, create_job, get_job, list_jobs
 from soundcheck.jobspec import JobCreate, JobView
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -19,8 +19,8 @@ def post_job(spec: JobCreate, redis: RedisDep, settings: SettingsDep, response: 
 
 
 @router.get("", response_model=list[JobView])
-def list_jobs(jobs: JobsDep, limit: int = 50) -> list[JobView]:
-    return jobs.list(limit)
+def read_jobs(redis: RedisDep, settings: SettingsDep, limit: int = 50) -> list[JobView]:
+    return list_jobs(redis, settings, limit)
 
 
 @router.get("/{job_id}", response_model=JobView)
@@ -29,3 +29,9 @@ def read_job(job_id: str, redis: RedisDep, settings: SettingsDep) -> JobView:
     if view is None:
         raise HTTPException(404, f"job {job_id!r} not found")
     return view
+
+
+@router.delete("/{job_id}", status_code=202, response_model=JobView)
+def delete_job(job_id: str, redis: RedisDep, settings: SettingsDep) -> JobView:
+    """Cancel: a queued job fails at once, a running one at its next progress update (within a second)."""
+    return cancel_job(redis, settings, job_id)

@@ -19,4 +19,5 @@ def list_models(redis: RedisDep, settings: SettingsDep) -> list[dict[str, Any]]:
     models = describe_models(settings.models_dir)
     for model in models:
         model["workers"] = [w["name"] for w in workers if model["id"] in w.get("loaded", [])]
+        model["usable"] = bool(model["workers"])  # available = weights here; usable = a live worker has it
     return models
