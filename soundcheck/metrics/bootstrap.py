@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 METHOD = "percentile bootstrap over candidate files"
+#: Said when the replicates were shifted by their bias estimate before the percentiles were taken.
+SHIFTED_METHOD = "bias-shifted percentile bootstrap over candidate files"
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ def percentile_interval(values: np.ndarray, level: float = 0.95, point: float | 
         finite = finite - bias
     tail = 100.0 * (1.0 - level) / 2.0
     low, high = np.clip(np.percentile(finite, [tail, 100.0 - tail]), *bounds)
-    return Interval(float(low), float(high), float(level), int(len(values)), int(len(finite)), bias)
+    method = METHOD if bias is None else SHIFTED_METHOD
+    return Interval(float(low), float(high), float(level), int(len(values)), int(len(finite)), bias, method)
 
 
 def bootstrap_interval(statistic: Callable[[np.ndarray], float], n_files: int, resamples: int = 100,
