@@ -118,10 +118,14 @@ class Client:
     def models(self) -> list[dict[str, Any]]:
         return self._json("GET", "/v1/models")
 
-    def upload(self, *sources: str | os.PathLike[str], on_invalid: str = "reject") -> DatasetView:
-        """Upload directories (zipped on the fly), zip files or audio files as one dataset."""
+    def upload(self, *sources: str | os.PathLike[str], on_invalid: str = "reject", name: str | None = None
+               ) -> DatasetView:
+        """Upload directories (zipped on the fly), zip files or audio files as one dataset.
+
+        ``name`` (default: the first source's name) is a label for people; the id depends on content only."""
         with _Paths(sources) as parts:
-            body = self._json("POST", "/v1/datasets", files=parts, data={"on_invalid": on_invalid})
+            data = {"on_invalid": on_invalid, "name": name or Path(sources[0]).resolve().name}
+            body = self._json("POST", "/v1/datasets", files=parts, data=data)
         return DatasetView.model_validate(body)
 
     def register(self, server_path: str) -> DatasetView:
@@ -179,9 +183,11 @@ class AsyncClient:
     async def health(self) -> dict[str, Any]:
         return await self._json("GET", "/v1/health")
 
-    async def upload(self, *sources: str | os.PathLike[str], on_invalid: str = "reject") -> DatasetView:
+    async def upload(self, *sources: str | os.PathLike[str], on_invalid: str = "reject", name: str | None = None
+                     ) -> DatasetView:
         with _Paths(sources) as parts:
-            body = await self._json("POST", "/v1/datasets", files=parts, data={"on_invalid": on_invalid})
+            data = {"on_invalid": on_invalid, "name": name or Path(sources[0]).resolve().name}
+            body = await self._json("POST", "/v1/datasets", files=parts, data=data)
         return DatasetView.model_validate(body)
 
     async def submit(self, reference: str, candidate: str, embedding: str = "mel",
