@@ -91,13 +91,16 @@ def result_table(view: JobView) -> Table:
     for col in ("metric", "value", "95% interval", "n ref", "n cand", "notes"):
         table.add_column(col, justify="right" if col not in ("metric", "notes") else "left")
     for name, entry in (result.get("metrics") or {}).items():
-        rows = entry.get("components") or {name: entry}
-        for sub, item in rows.items():
-            interval = item.get("interval") or entry.get("interval") if sub == name else item.get("interval")
+        # prdc-like entries carry several scored parts, each a {"value", "interval"} dict
+        parts = {f"{name}.{k}": v for k, v in entry.items() if isinstance(v, dict) and "value" in v}
+        rows = parts if entry.get("value") is None and parts else {name: entry}
+        notes = ", ".join(f"{k}={_fmt(entry[k])}" for k in ("bandwidth", "ndb_over_k", "jsd_bits", "slope", "r2")
+                          if k in entry)
+        for label, item in rows.items():
+            interval = item.get("interval")
             span = f"[{_fmt(interval['low'])}, {_fmt(interval['high'])}]" if interval else ""
-            notes = ", ".join(f"{k}={_fmt(entry[k])}" for k in ("bandwidth", "ndb_over_k", "jsd_bits") if k in entry)
-            table.add_row(sub, _fmt(item.get("value")), span, _fmt(entry.get("n_reference")),
-                          _fmt(entry.get("n_candidate")), notes if sub == name else "")
+            table.add_row(label, _fmt(item.get("value")), span, _fmt(entry.get("n_reference")),
+                          _fmt(entry.get("n_candidate")), notes if label == name else "")
     return table
 
 
