@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 
 from soundcheck.datastore import ManifestStore
 from soundcheck.embeddings.registry import SPECS
-from soundcheck.jobspec import SIGNAL_METRICS, JobCreate, JobView
+from soundcheck.jobspec import CLASS_PROB_METRICS, SIGNAL_METRICS, JobCreate, JobView
 from soundcheck.jobstore import ALIVE_KEY, CANCEL_KEY, CANCELED, WORKER_MODELS_FIELD, JobStore
 from soundcheck.settings import Settings
 
@@ -49,6 +49,11 @@ def live_workers(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
 def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
     if spec.embedding not in SPECS:
         raise JobRequestError(f"unknown embedding {spec.embedding!r}; valid: {', '.join(SPECS)}")
+    wants_probs = sorted(set(spec.metrics) & CLASS_PROB_METRICS)
+    if wants_probs and not SPECS[spec.embedding].n_classes:
+        with_classes = [m for m, s in SPECS.items() if s.n_classes]
+        raise JobRequestError(f"{', '.join(wants_probs)} need class probabilities: use embedding "
+                              f"{' or '.join(with_classes)} (not {spec.embedding!r})")
     if spec.metrics and set(spec.metrics) <= SIGNAL_METRICS:
         return
     if not workers:

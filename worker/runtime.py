@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from soundcheck.embeddings import registry
 from soundcheck.embeddings.base import EmbeddingModel
@@ -18,6 +19,7 @@ class Runtime:
     device: str
     models: dict[str, EmbeddingModel] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    classifiers: dict[str, Any] = field(default_factory=dict)
 
     def model(self, model_id: str) -> EmbeddingModel:
         if model_id in self.models:
@@ -29,6 +31,14 @@ class Runtime:
             f"model {model_id!r} is not loaded on this worker"
             + (f": {reason}" if reason else f" (add it to SOUNDCHECK_PRELOAD; loaded: {', '.join(self.models)})")
         )
+
+    def classifier(self, name: str) -> Any:
+        """An operator TorchScript classifier from <model_dir>/classifiers, loaded on first use, then kept."""
+        if name not in self.classifiers:
+            from soundcheck.embeddings.classifier import load_classifier
+
+            self.classifiers[name] = load_classifier(self.settings.models_dir, name, device=self.device)
+        return self.classifiers[name]
 
     def describe(self) -> dict[str, object]:
         return {"loaded": sorted(self.models), "unavailable": self.unavailable, "device": self.device,

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 from redis import Redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
@@ -18,8 +19,15 @@ from soundcheck.evaluation import MetricInputError, evaluate_embeddings, evaluat
 from soundcheck.jobspec import SIGNAL_METRICS, DatasetView, JobCreate
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, JobStore
 from soundcheck.metrics import GaussianStats
+from soundcheck.metrics.coverage import NdbBins
 from soundcheck.pipeline import InputChanged, embed_files, load_wave
-from soundcheck.provenance import embedding_key, embedding_provenance, reference_stats_key, result_provenance
+from soundcheck.provenance import (
+    embedding_key,
+    embedding_provenance,
+    ndb_bins_key,
+    reference_stats_key,
+    result_provenance,
+)
 from soundcheck.settings import get_settings
 from worker.runtime import get_runtime
 from worker.stats_cache import StatsCache
@@ -156,11 +164,47 @@ def _embedding_part(redis: Redis, spec: JobCreate, metrics: list[str], reference
                 stats_cache.put(stats_key, ref_stats.to_bytes())
     reporter.set_stage("embedding candidate")
     cand_files = embed_files(candidate.files or [], model, blobs, cache, batch, reporter.advance)
+    classifier_prov = None
+    if "accuracy" in metrics and spec.options.accuracy.classifier:
+        reporter.set_stage(f"classifying with {spec.options.accuracy.classifier}")
+        classifier_prov = _classify(spec.options.accuracy.classifier, candidate, cand_files, blobs, batch)
+    bins, bins_hit = _ndb_bins(stats_cache, spec, metrics, reference.id, emb_key, ref_files)
     reporter.set_stage("computing metrics")
     part = evaluate_embeddings(metrics, ref_files, cand_files, spec.options, reference_stats=ref_stats,
-                               on_stage=lambda stage: reporter.set_stage(f"computing {stage}"))
-    part.setdefault("diagnostics", {})["reference_stats_cache"] = "hit" if cached_stats is not None else "miss"
+                               on_stage=lambda stage: reporter.set_stage(f"computing {stage}"), ndb_bins=bins)
+    cache_info = part.setdefault("diagnostics", {}).setdefault("cache", {})
+    cache_info["reference_stats"] = "hit" if cached_stats is not None else "miss"
+    if bins is not None:
+        cache_info["ndb_bins"] = "hit" if bins_hit else "miss"
+    if classifier_prov is not None:
+        emb_prov = {**emb_prov, "classifier": classifier_prov}
     return emb_prov, part
+
+
+def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], reference_id: str, emb_key: str,
+              ref_files: list) -> tuple[NdbBins | None, bool]:
+    """Fitted NDB bins of the reference, cached like reference statistics (content, provenance, K, whitening,
+    seed); None when NDB is not asked or the reference is too small (the metric then says why)."""
+    opts = spec.options.ndb
+    if "ndb" not in metrics or sum(len(f.frames) for f in ref_files) < opts.k:
+        return None, False
+    key = ndb_bins_key(reference_id, emb_key, opts.k, opts.whiten, spec.options.seed, metric_versions()["ndb"])
+    cached = stats_cache.get(key)
+    if cached is not None:
+        return NdbBins.from_bytes(cached), True
+    frames = np.concatenate([f.frames for f in ref_files])
+    bins = NdbBins.fit(frames, k=opts.k, whiten=opts.whiten, seed=spec.options.seed)
+    stats_cache.put(key, bins.to_bytes())
+    return bins, False
+
+
+def _classify(name: str, candidate: DatasetView, cand_files: list, blobs: BlobStore, batch: int) -> dict:
+    """Predicted class of every candidate file by the operator's TorchScript classifier (loaded once)."""
+    classifier = get_runtime(get_settings()).classifier(name)
+    waves = [load_wave(entry, blobs, classifier.sample_rate) for entry in candidate.files or []]
+    for file, label in zip(cand_files, classifier.predict(waves, batch), strict=True):
+        file.predicted = label
+    return classifier.provenance()
 
 
 def _signal_pairs(reference: DatasetView, candidate: DatasetView, blobs: BlobStore, reporter: Reporter):
