@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ class EmbeddingCache:
             with np.load(path, allow_pickle=False) as z:
                 probs = z["probs"] if "probs" in z.files else None
                 return Embedded(z["frames"].copy(), None if probs is None else probs.copy())
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             path.unlink(missing_ok=True)  # a torn or foreign file is a miss, never an error
             return None
 
