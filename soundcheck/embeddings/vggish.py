@@ -40,7 +40,7 @@ _MIN_SAMPLES = 400 - 160 + 96 * 160  # one 96-frame example: 15600 samples
 _CONV_CHANNELS = ((64,), (128,), (256, 256), (512, 512))  # conv groups, each followed by a 2x2 max pool
 QUANTIZE_RANGE = (-2.0, 2.0)
 # Examples per forward pass, always this many (zero-padded): a row's numbers never depend on the batch size.
-CHUNK_CPU = 8
+CHUNK_CPU = 16  # measured per example on 2 cores: 8 rows 21.6 ms, 16 rows 19.4 ms, torchvggish at 64 18.2 ms
 CHUNK_CUDA = 64
 
 

@@ -28,7 +28,7 @@ def assert_batch_size_independent(model, waves: list[np.ndarray]) -> None:
 
 
 SECONDS_16K = [0.5, 1.3, 2.0, 2.0, 3.7, 5.1, 0.97, 4.0, 2.0, 6.2]
-SECONDS_VGGISH = [0.5, 1.3, 2.0, 3.7, 0.97, 4.0, 2.0, 5.1]  # 20 examples: more than one forward chunk
+SECONDS_VGGISH = [0.5, 1.3, 2.0, 3.7, 0.97, 4.0, 2.0, 3.0]  # 17 examples: more than one forward chunk
 
 
 def test_mel_batches(tmp_path) -> None:
@@ -44,7 +44,11 @@ def test_vggish_batches(vggish_loaded, model_id: str) -> None:
     assert_batch_size_independent(vggish_loaded[model_id], files_of_different_lengths(16000, SECONDS_VGGISH))
 
 
-def test_cnn14_batches(cnn14_loaded) -> None:
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_cnn14_batches(cnn14_loaded, monkeypatch: pytest.MonkeyPatch, chunk: int | None) -> None:
+    """Default chunking of the device, and chunks of 3 so that zero-padded chunks are exercised on CPU too."""
+    if chunk is not None:
+        monkeypatch.setattr(cnn14_loaded, "chunk", chunk)
     # Equal lengths share a forward pass, unequal ones do not: both cases, kept short for CPU time.
-    waves = files_of_different_lengths(32000, [1.0, 1.5, 1.5, 0.3, 1.5, 2.0, 1.0])
+    waves = files_of_different_lengths(32000, [1.0, 1.2, 1.2, 0.3, 1.6, 1.2])
     assert_batch_size_independent(cnn14_loaded, waves)
