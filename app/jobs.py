@@ -6,12 +6,10 @@ The api never imports the worker or torch: jobs are enqueued by function path wi
 from __future__ import annotations
 
 import contextlib
-import json
 import uuid
 from typing import Any
 
 from redis import Redis
-from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
@@ -20,7 +18,8 @@ from rq.serializers import JSONSerializer
 from soundcheck.datastore import ManifestStore
 from soundcheck.embeddings.registry import SPECS
 from soundcheck.jobspec import CLASS_PROB_METRICS, SIGNAL_METRICS, JobCreate, JobView
-from soundcheck.jobstore import ALIVE_KEY, CANCEL_KEY, CANCELED, WORKER_MODELS_FIELD, JobStore
+from soundcheck.jobstore import ALIVE_KEY, CANCEL_KEY, CANCELED, JobStore
+from soundcheck.queueing import live_workers, queue
 from soundcheck.settings import Settings
 
 TASK = "worker.tasks.evaluate"
@@ -33,17 +32,6 @@ class JobRequestError(ValueError):
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
-
-
-def live_workers(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
-    """Workers alive on our queue, each with the models it loaded and the ones it could not."""
-    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
-    out = []
-    for worker in Worker.all(queue=queue):
-        raw = redis.hget(worker.key, WORKER_MODELS_FIELD)
-        info = json.loads(raw) if raw else {}
-        out.append({"name": worker.name, "state": worker.get_state(), "hostname": worker.hostname, **info})
-    return out
 
 
 def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
@@ -72,8 +60,7 @@ def create_job(redis: Redis, settings: Settings, spec: JobCreate) -> JobView:
     _check_models(spec, live_workers(redis, settings))
     job_id = uuid.uuid4().hex
     view = JobStore(redis).create(job_id, spec)
-    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
-    queue.enqueue_call(
+    queue(redis, settings).enqueue_call(
         TASK, args=(job_id, spec.model_dump(mode="json", by_alias=True)), job_id=job_id,
         timeout=settings.job_timeout_s, result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s,
         description=f"evaluate {spec.embedding} {','.join(spec.metrics)}",
@@ -87,8 +74,7 @@ def get_job(redis: Redis, settings: Settings, job_id: str) -> JobView | None:
     view = store.get(job_id)
     if view is None or view.status in ("finished", "failed"):
         return view
-    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
-    StartedJobRegistry(queue=queue).cleanup()
+    StartedJobRegistry(queue=queue(redis, settings)).cleanup()
     try:
         rq_job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
         status = rq_job.get_status()

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     torch_threads: int = Field(0, ge=0, description="torch.set_num_threads in the worker (0 = all cores).")
     batch_size: int = Field(64, gt=0, description="Model input patches per forward pass.")
+    fanout_chunk_files: int = Field(
+        64, gt=0, description="Files per chunk when a large set is embedded by several workers at once."
+    )
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

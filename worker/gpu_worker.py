@@ -73,6 +73,8 @@ class SoundcheckWorker(SimpleWorker):
 def build_worker(settings: Settings | None = None, name: str | None = None) -> SoundcheckWorker:
     settings = settings or get_settings()
     configure_torch(settings.effective_threads())
+    import worker.fanout  # noqa: F401 - import the task modules (scipy, sklearn) now, not in the first job
+    import worker.tasks  # noqa: F401
     runtime = load_runtime(settings)
     set_runtime(runtime)
     redis = Redis.from_url(settings.redis_url)

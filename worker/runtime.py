@@ -8,6 +8,7 @@ from typing import Any
 
 from soundcheck.embeddings import registry
 from soundcheck.embeddings.base import EmbeddingModel
+from soundcheck.provenance import embedding_key, embedding_provenance
 from soundcheck.settings import Settings
 
 log = logging.getLogger("soundcheck.worker")
@@ -20,6 +21,7 @@ class Runtime:
     models: dict[str, EmbeddingModel] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     classifiers: dict[str, Any] = field(default_factory=dict)
+    embedding_keys: dict[str, str] = field(default_factory=dict)
 
     def model(self, model_id: str) -> EmbeddingModel:
         if model_id in self.models:
@@ -52,7 +54,10 @@ def load_runtime(settings: Settings) -> Runtime:
     runtime = Runtime(settings, device)
     for model_id in dict.fromkeys(wanted):
         try:
-            runtime.models[model_id] = registry.load(model_id, settings.models_dir, device=device)
+            model = registry.load(model_id, settings.models_dir, device=device)
+            runtime.models[model_id] = model
+            # computed once here (hashing weights, reading package versions), not in the first job
+            runtime.embedding_keys[model_id] = embedding_key(embedding_provenance(model.provenance()))
             log.info("loaded model %s on %s", model_id, device)
         except Exception as exc:  # noqa: BLE001 - report, keep the others
             runtime.unavailable[model_id] = str(exc)

@@ -14,8 +14,15 @@ from rq.timeouts import JobTimeoutException
 from soundcheck import audio
 from soundcheck.datastore import BlobStore, DatasetError, ManifestStore
 from soundcheck.embed_cache import EmbeddingCache
+from soundcheck.embeddings.base import EmbeddingModel
 from soundcheck.embeddings.registry import ModelUnavailable
-from soundcheck.evaluation import MetricInputError, evaluate_embeddings, evaluate_signals, metric_versions
+from soundcheck.evaluation import (
+    FileEmbedding,
+    MetricInputError,
+    evaluate_embeddings,
+    evaluate_signals,
+    metric_versions,
+)
 from soundcheck.jobspec import SIGNAL_METRICS, DatasetView, JobCreate
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, JobStore
 from soundcheck.metrics import GaussianStats
@@ -29,6 +36,7 @@ from soundcheck.provenance import (
     result_provenance,
 )
 from soundcheck.settings import get_settings
+from worker.fanout import embed_dataset_fanned, helpers_for
 from worker.runtime import get_runtime
 from worker.stats_cache import StatsCache
 
@@ -124,7 +132,7 @@ def run_job(redis: Redis, job_id: str, spec: JobCreate, store: JobStore) -> dict
     total += min(len(reference.files or []), len(candidate.files or [])) * bool(signal_metrics)
     reporter = Reporter(job_id, store, total)
     if embedding_metrics:
-        emb_prov, part = _embedding_part(redis, spec, embedding_metrics, reference, candidate, blobs, reporter)
+        emb_prov, part = _embedding_part(redis, job_id, spec, embedding_metrics, reference, candidate, blobs, reporter)
         _merge(result, part)
     if signal_metrics:
         reporter.set_stage("signal metrics")
@@ -135,7 +143,7 @@ def run_job(redis: Redis, job_id: str, spec: JobCreate, store: JobStore) -> dict
     return result
 
 
-def _embedding_part(redis: Redis, spec: JobCreate, metrics: list[str], reference: DatasetView,
+def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[str], reference: DatasetView,
                     candidate: DatasetView, blobs: BlobStore, reporter: Reporter) -> tuple[dict, dict]:
     settings = get_settings()
     model = get_runtime(settings).model(spec.embedding)
@@ -156,14 +164,14 @@ def _embedding_part(redis: Redis, spec: JobCreate, metrics: list[str], reference
         # one worker embeds a reference at a time; the others wait, then reuse its cached embeddings
         with stats_cache.lock(stats_key, on_wait=lambda: reporter.flush(force=True)):
             reporter.set_stage("embedding reference")
-            ref_files = embed_files(reference.files or [], model, blobs, cache, batch, reporter.advance)
+            ref_files = _embed(redis, job_id, reference, model, emb_key, blobs, cache, reporter)
             if ref_stats is None:
                 ref_stats = GaussianStats(model.spec.dim)
                 for f in ref_files:
                     ref_stats.update(f.frames)
                 stats_cache.put(stats_key, ref_stats.to_bytes())
     reporter.set_stage("embedding candidate")
-    cand_files = embed_files(candidate.files or [], model, blobs, cache, batch, reporter.advance)
+    cand_files = _embed(redis, job_id, candidate, model, emb_key, blobs, cache, reporter)
     classifier_prov = None
     if "accuracy" in metrics and spec.options.accuracy.classifier:
         reporter.set_stage(f"classifying with {spec.options.accuracy.classifier}")
@@ -179,6 +187,19 @@ def _embedding_part(redis: Redis, spec: JobCreate, metrics: list[str], reference
     if classifier_prov is not None:
         emb_prov = {**emb_prov, "classifier": classifier_prov}
     return emb_prov, part
+
+
+def _embed(redis: Redis, job_id: str, dataset: DatasetView, model: EmbeddingModel, emb_key: str, blobs: BlobStore,
+           cache: EmbeddingCache, reporter: Reporter) -> list[FileEmbedding]:
+    """Embeddings of every file of a set; a large set is shared out to idle workers with the same model."""
+    settings = get_settings()
+    files = dataset.files or []
+    me = reporter.rq_job.worker_name if reporter.rq_job is not None and reporter.rq_job.worker_name else "local"
+    if len(files) > settings.fanout_chunk_files and helpers_for(redis, model.spec.id, me) > 0:
+        embed_dataset_fanned(redis, job_id, dataset.id, files, model, emb_key, blobs, cache, settings.batch_size,
+                             me, settings.fanout_chunk_files, reporter.advance, lambda: reporter.flush(force=True))
+        return embed_files(files, model, blobs, cache, settings.batch_size)  # all cached now: a read
+    return embed_files(files, model, blobs, cache, settings.batch_size, reporter.advance)
 
 
 def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], reference_id: str, emb_key: str,

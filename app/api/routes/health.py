@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from redis.exceptions import RedisError
 
 from app.api.deps import RedisDep, SettingsDep
-from app.jobs import live_workers
+from soundcheck.queueing import live_workers
 
 router = APIRouter(tags=["health"])
 

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import RedisDep, SettingsDep
-from app.jobs import live_workers
 from soundcheck.embeddings.models_info import describe_models
+from soundcheck.queueing import live_workers
 
 router = APIRouter(prefix="/models", tags=["models"])
 
