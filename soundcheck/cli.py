@@ -184,17 +184,32 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     model_dir = get_settings().models_dir
     if args.action == "pull":
-        from soundcheck.embeddings.pull import pull
+        from soundcheck.embeddings.pull import PullError, pull
 
-        pull(args.name, model_dir)
+        if not args.name:
+            raise SystemExit("soundcheck models pull NAME (see `soundcheck models list`)")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+            tasks: dict[str, Any] = {}
+
+            def show(name: str, done: int, total: int | None) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(name, total=total)
+                bar.update(tasks[name], completed=done, total=total)
+
+            try:
+                report = pull(args.name, model_dir, progress=show)
+            except (PullError, ValueError, OSError) as exc:
+                console.print(f"[red]pull failed:[/] {exc}")
+                return 1
+        out.print(report.message)
         return 0
     models = describe_models(model_dir)
     if args.json:
         out.print_json(json.dumps(models))
         return 0
     table = Table(title=f"models (model dir {model_dir})")
-    for col in ("id", "available", "dim", "rate", "weights", "what to do"):
-        table.add_column(col)
+    for col in ("id", "available", "dim", "rate", "weights"):
+        table.add_column(col, overflow="fold")
     bad = 0
     for m in models:
         weights = "; ".join(f"{w['name']}: " + ("missing" if not w["present"] else
@@ -203,8 +218,11 @@ def cmd_models(args: argparse.Namespace) -> int:
                             for w in m["weights"]) or (m["packaged_weights"] or "none (weight-free)")
         bad += args.action == "verify" and any(w["matches"] is False for w in m["weights"])
         table.add_row(m["id"], "yes" if m["available"] else "[red]no[/]", str(m["dim"]), str(m["sample_rate"]),
-                      weights, m["reason"] or "")
+                      weights)
     out.print(table)
+    for m in models:  # whole sentences, never cut by the terminal's width: the path is what the user needs
+        if m["reason"]:
+            out.print(f"[bold]{m['id']}[/]: {m['reason']}", soft_wrap=True)
     return 1 if bad else 0
 
 
