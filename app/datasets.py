@@ -23,10 +23,10 @@ from soundcheck.datastore import (
     DatasetError,
     build_manifest,
     describe,
-    hash_file,
     parse_labels_csv,
     safe_relative_name,
 )
+from soundcheck.embeddings.base import sha256_file
 from soundcheck.jobspec import DatasetView, FileEntry
 from soundcheck.settings import Settings
 
@@ -200,7 +200,7 @@ def scan_directory(out: Collected, root: Path, settings: Settings) -> None:
             if root not in real.parents:
                 out.skipped.append(f"{name} (link outside the dataset root)")
                 continue
-            _add_file(out, name, hash_file(real), real.stat().st_size, real, settings, stored_path=str(real))
+            _add_file(out, name, sha256_file(real), real.stat().st_size, real, settings, stored_path=str(real))
 
 
 def finish(out: Collected, source: str, on_invalid: str, root: str | None = None) -> DatasetView:

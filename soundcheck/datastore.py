@@ -71,14 +71,6 @@ class BlobStore:
             return self.put_stream(fh, max_bytes)
 
 
-def hash_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def safe_relative_name(name: str) -> str:
     """Normalise an uploaded name to a relative POSIX path; refuse absolute paths and '..' (zip-slip)."""
     cleaned = name.replace("\\", "/")

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from soundcheck import audio
-from soundcheck.datastore import BlobStore, file_location, hash_file
+from soundcheck.datastore import BlobStore, file_location
 from soundcheck.embed_cache import EmbeddingCache
-from soundcheck.embeddings.base import Embedded, EmbeddingModel
+from soundcheck.embeddings.base import Embedded, EmbeddingModel, sha256_file
 from soundcheck.evaluation import FileEmbedding
 from soundcheck.jobspec import FileEntry
 
@@ -28,7 +28,7 @@ def read_entry(entry: FileEntry, blobs: BlobStore, sample_rate: int, verify: boo
     path = file_location(entry, blobs)
     if not path.is_file():
         raise InputChanged(f"{entry.name}: {path} is missing; upload or register the dataset again")
-    if verify and entry.path and hash_file(path) != entry.sha256:
+    if verify and entry.path and sha256_file(path) != entry.sha256:
         raise InputChanged(f"{entry.name}: {path} changed since the dataset was registered; register it again")
     return path
 
