@@ -7,10 +7,14 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing Debian's chromium for the browser tests..."
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-    || echo "chromium could not be installed: browser tests will be skipped"
+# Debian's chromium drives the dashboard tests; espeak-ng speaks the sentence the YAMNet speech test classifies.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing Debian's ${missing[*]} for the browser and speech tests..."
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+    || echo "could not install ${missing[*]}: the tests that need them will be skipped"
 fi
 .venv/bin/ruff check soundcheck app worker tests benchmarks
 exec .venv/bin/python -m pytest "$@"
