@@ -21,6 +21,7 @@ from soundcheck.datastore import (
     LABELS_CSV,
     BlobStore,
     DatasetError,
+    TooLarge,
     build_manifest,
     describe,
     parse_labels_csv,
@@ -30,9 +31,7 @@ from soundcheck.embeddings.base import sha256_file
 from soundcheck.jobspec import DatasetView, FileEntry
 from soundcheck.settings import Settings
 
-
-class TooLarge(DatasetError):
-    """A size limit was hit (the api answers 413)."""
+MAX_LABELS_BYTES = 16 << 20
 
 
 class Forbidden(DatasetError):
@@ -108,6 +107,10 @@ def _zip_members(archive: zipfile.ZipFile, settings: Settings) -> Iterator[zipfi
     declared = sum(i.file_size for i in infos)
     if declared > settings.zip_max_uncompressed_bytes:
         raise TooLarge(f"zip would expand to {declared} bytes; the limit is {settings.zip_max_uncompressed_bytes}")
+    packed = sum(i.compress_size for i in infos)
+    if declared > 8 << 20 and declared > max(packed, 1) * settings.zip_max_ratio:
+        raise TooLarge(f"zip expands {declared / max(packed, 1):.0f}x as a whole: refused as a zip bomb "
+                       f"(limit {settings.zip_max_ratio:.0f}x, SOUNDCHECK_ZIP_MAX_RATIO)")
     for info in infos:
         if info.is_dir():
             continue
@@ -136,8 +139,10 @@ def add_zip(out: Collected, stream: IO[bytes], blobs: BlobStore, settings: Setti
             if _is_ignorable(name):
                 continue
             if PurePosixPath(name).name == LABELS_CSV:
+                if info.file_size > MAX_LABELS_BYTES or out.labels:
+                    raise DatasetError(f"one {LABELS_CSV} of at most {MAX_LABELS_BYTES} bytes per dataset")
                 with archive.open(info) as fh:
-                    out.labels.update(parse_labels_csv(fh.read(1 << 24).decode("utf-8", "replace")))
+                    out.labels.update(parse_labels_csv(fh.read(MAX_LABELS_BYTES).decode("utf-8", "replace")))
                 continue
             if PurePosixPath(name).suffix.lower() not in AUDIO_SUFFIXES:
                 out.skipped.append(name)
@@ -146,8 +151,9 @@ def add_zip(out: Collected, stream: IO[bytes], blobs: BlobStore, settings: Setti
                 with archive.open(info) as member:
                     limited = budget.reader(member, info.file_size, settings.zip_max_ratio, info.compress_size, name)
                     sha, size, path = blobs.put_stream(limited, settings.max_upload_bytes)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                out.invalid.append(f"{name}: cannot be extracted ({exc})")
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+                # RuntimeError: encrypted member; NotImplementedError: e.g. Deflate64 compression
+                out.invalid.append(f"{name}: cannot be extracted ({exc}); re-zip it with plain deflate, no password")
                 continue
             _add_file(out, name, sha, size, path, settings)
 
@@ -159,7 +165,10 @@ def add_upload(out: Collected, filename: str, stream: IO[bytes], blobs: BlobStor
         add_zip(out, stream, blobs, settings)
         return
     if PurePosixPath(name).name == LABELS_CSV:
-        out.labels.update(parse_labels_csv(stream.read(1 << 24).decode("utf-8", "replace")))
+        data = stream.read(MAX_LABELS_BYTES + 1)
+        if len(data) > MAX_LABELS_BYTES:
+            raise DatasetError(f"{LABELS_CSV} is larger than {MAX_LABELS_BYTES} bytes")
+        out.labels.update(parse_labels_csv(data.decode("utf-8", "replace")))
         return
     sha, size, path = blobs.put_stream(stream, settings.max_upload_bytes)
     _add_file(out, name, sha, size, path, settings)
@@ -190,17 +199,24 @@ def scan_directory(out: Collected, root: Path, settings: Settings) -> None:
             name = full.relative_to(root).as_posix()
             if _is_ignorable(name):
                 continue
-            if fname == LABELS_CSV:
-                out.labels.update(parse_labels_csv(full.read_text("utf-8", "replace")))
-                continue
-            if full.suffix.lower() not in AUDIO_SUFFIXES:
+            if fname != LABELS_CSV and full.suffix.lower() not in AUDIO_SUFFIXES:
                 out.skipped.append(name)
                 continue
             real = full.resolve()
-            if root not in real.parents:
-                out.skipped.append(f"{name} (link outside the dataset root)")
+            if root not in real.parents or not real.is_file():
+                out.skipped.append(f"{name} (a link outside the dataset root, or not a regular file)")
                 continue
-            _add_file(out, name, sha256_file(real), real.stat().st_size, real, settings, stored_path=str(real))
+            try:
+                if fname == LABELS_CSV:
+                    if real.stat().st_size > MAX_LABELS_BYTES:
+                        raise DatasetError(f"{name} is larger than {MAX_LABELS_BYTES} bytes")
+                    out.labels.update(parse_labels_csv(real.read_text("utf-8", "replace")))
+                    continue
+                sha, size = sha256_file(real), real.stat().st_size
+            except OSError as exc:
+                out.invalid.append(f"{name}: cannot be read ({exc.strerror or type(exc).__name__})")
+                continue
+            _add_file(out, name, sha, size, real, settings, stored_path=str(real))
 
 
 def finish(out: Collected, source: str, on_invalid: str, root: str | None = None) -> DatasetView:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -23,6 +24,8 @@ from soundcheck.queueing import live_workers, queue
 from soundcheck.settings import Settings
 
 TASK = "worker.tasks.evaluate"
+#: A job record without its RQ job is "vanished" only after this long (the two are written one after the other).
+ENQUEUE_GRACE_S = 30.0
 
 
 
@@ -60,7 +63,8 @@ def create_job(redis: Redis, settings: Settings, spec: JobCreate) -> JobView:
     _check_models(spec, live_workers(redis, settings))
     job_id = uuid.uuid4().hex
     view = JobStore(redis).create(job_id, spec)
-    queue(redis, settings).enqueue_call(
+    needs_model = not set(spec.metrics) <= SIGNAL_METRICS
+    queue(redis, settings, spec.embedding if needs_model else None).enqueue_call(
         TASK, args=(job_id, spec.model_dump(mode="json", by_alias=True)), job_id=job_id,
         timeout=settings.job_timeout_s, result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s,
         description=f"evaluate {spec.embedding} {','.join(spec.metrics)}",
@@ -74,12 +78,15 @@ def get_job(redis: Redis, settings: Settings, job_id: str) -> JobView | None:
     view = store.get(job_id)
     if view is None or view.status in ("finished", "failed"):
         return view
-    StartedJobRegistry(queue=queue(redis, settings)).cleanup()
     try:
         rq_job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+        StartedJobRegistry(rq_job.origin, connection=redis, serializer=JSONSerializer).cleanup()
         status = rq_job.get_status()
     except NoSuchJobError:
         rq_job, status = None, None
+        age = (datetime.now(UTC) - view.created_at).total_seconds() if view.created_at else 1e9
+        if age < ENQUEUE_GRACE_S:  # the record is written just before the job is enqueued
+            return view
     if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED) or rq_job is None:
         detail = _rq_failure(rq_job) if rq_job is not None else "the queued job vanished from Redis"
         store.fail(job_id, f"the worker stopped without finishing the job ({detail}); submit it again")

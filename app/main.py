@@ -17,9 +17,9 @@ from redis.exceptions import RedisError
 
 from app.api.deps import require_token
 from app.api.routes import datasets, health, jobs, metrics, models
-from app.datasets import Forbidden, TooLarge
+from app.datasets import Forbidden
 from app.jobs import JobRequestError
-from soundcheck.datastore import DatasetError
+from soundcheck.datastore import DatasetError, TooLarge
 from soundcheck.settings import Settings, get_settings
 
 log = logging.getLogger("soundcheck.api")
@@ -80,6 +80,61 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(500, "Internal Server Error", f"{type(exc).__name__}: {exc}")
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Counts request-body bytes as they arrive (Content-Length or chunked) and answers 413 past the limit,
+    before an oversized upload can fill the disk with spooled temp files."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await self._reject(send, int(length))
+            return
+        received = 0
+        exceeded = False
+
+        async def counting_receive() -> dict:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    exceeded = True
+                    raise _BodyTooLarge()
+            return message
+
+        replied = False
+
+        async def guarded_send(message: dict) -> None:
+            nonlocal replied
+            if not exceeded:
+                await send(message)
+            elif not replied:  # the app answered the broken body; the answer is ours: 413
+                replied = True
+                await self._reject(send, received)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except _BodyTooLarge:
+            if not replied:
+                await self._reject(send, received)
+
+    async def _reject(self, send: Any, size: int) -> None:
+        response = problem(413, "Payload Too Large", f"request body of more than {self.limit} bytes ({size} "
+                           "seen) exceeds SOUNDCHECK_MAX_UPLOAD_BYTES; split the upload")
+        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -101,13 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, datasets, jobs, models, metrics):
         app.include_router(module.router, prefix="/v1", dependencies=secured if module is not health else [])
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_upload_bytes:
-            return problem(413, "Payload Too Large", f"request body of {length} bytes exceeds the limit of "
-                           f"{settings.max_upload_bytes} bytes (SOUNDCHECK_MAX_UPLOAD_BYTES); split the upload")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
 
     if STATIC_DIR.is_dir():
         app.mount("/dashboard", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")

@@ -16,6 +16,7 @@ import soxr
 #: soxr quality used everywhere; part of the provenance of every embedding.
 SOXR_QUALITY = "HQ"
 RESAMPLER = f"soxr-{soxr.__version__}-{SOXR_QUALITY}"
+LIBSNDFILE_VERSION = sf.__libsndfile_version__
 #: Peak below which a file counts as silent (about -80 dBFS).
 SILENCE_PEAK = 1e-4
 MIN_SAMPLE_RATE = 1000

@@ -132,6 +132,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from soundcheck.examples import write_examples
 
+    if args.options is None:  # 72 reference files: NDB needs two files per bin, so 10 bins, not 100
+        args.options = json.dumps({"ndb": {"k": 10}})
     root = Path(args.dir).expanduser() if args.dir else get_settings().data_dir / "examples"
     ref, cand = write_examples(root)
     console.print(f"example sets in {root}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -31,6 +32,10 @@ class DatasetError(ValueError):
     """A dataset that cannot be built, with an actionable message (the api maps it to 4xx)."""
 
 
+class TooLarge(DatasetError):
+    """A size limit was hit (the api answers 413)."""
+
+
 class BlobStore:
     """Files under ``<root>/ab/<sha256>``; writes are atomic (temp file + rename)."""
 
@@ -50,7 +55,8 @@ class BlobStore:
                 while block := stream.read(chunk):
                     size += len(block)
                     if size > max_bytes:
-                        raise DatasetError(f"file larger than the limit of {max_bytes} bytes")
+                        raise TooLarge(f"a file is larger than the limit of {max_bytes} bytes "
+                                       "(SOUNDCHECK_MAX_UPLOAD_BYTES)")
                     digest.update(block)
                     out.write(block)
             sha = digest.hexdigest()
@@ -73,6 +79,8 @@ class BlobStore:
 
 def safe_relative_name(name: str) -> str:
     """Normalise an uploaded name to a relative POSIX path; refuse absolute paths and '..' (zip-slip)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise DatasetError(f"file name {name!r} contains control characters: rename the file")
     cleaned = name.replace("\\", "/")
     pure = PurePosixPath(cleaned)
     if cleaned.startswith("/") or (len(cleaned) > 1 and cleaned[1] == ":") or ".." in pure.parts:
@@ -99,7 +107,7 @@ def parse_labels_csv(text: str) -> dict[str, str]:
         if not row or row[0].strip().lower() in {"name", "file", "filename"}:
             continue
         if len(row) < 2:
-            raise DatasetError(f"{LABELS_CSV}: expected 'name,label' rows, got {row!r}")
+            raise DatasetError(f"{LABELS_CSV}: every row must be 'name,label' (row {len(labels) + 1} is not)")
         labels[safe_relative_name(row[0].strip())] = row[1].strip()
     return labels
 
@@ -126,9 +134,9 @@ def build_manifest(
 ) -> DatasetView:
     if not entries:
         raise DatasetError("the dataset has no audio files")
-    names = [e.name for e in entries]
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})[:5]
+    counts = Counter(e.name for e in entries)
+    dupes = sorted(n for n, c in counts.items() if c > 1)[:5]
+    if dupes:
         raise DatasetError(f"duplicate file names in one dataset: {dupes}")
     if labels:
         for e in entries:
@@ -171,7 +179,7 @@ class ManifestStore:
         if name:
             self.redis.hset(DATASET_NAMES, manifest.id, name[:200])
         existing = self.get(manifest.id)
-        if existing is not None:
+        if existing is not None and not _replaces(manifest, existing):
             return existing
         payload = manifest.model_dump_json()
         self.mirror_dir.mkdir(parents=True, exist_ok=True)
@@ -201,6 +209,15 @@ class ManifestStore:
         ids = self.redis.zrevrange(DATASET_INDEX, 0, limit - 1)
         views = [self.get(i.decode() if isinstance(i, bytes) else i) for i in ids]
         return [v.model_copy(update={"files": None}) for v in views if v is not None]
+
+
+def _replaces(new: DatasetView, old: DatasetView) -> bool:
+    """Same content, better manifest: uploaded bytes (durable blobs) over a registered directory, or new
+    labels (labels are not content: they change no embedding, statistics or cache entry)."""
+    if new.source != old.source:
+        return new.source == "upload"
+    new_labels = {f.name: f.label for f in new.files or []}
+    return any(new_labels.get(f.name) != f.label for f in old.files or [])
 
 
 def _is_hex_id(value: str) -> bool:

@@ -25,6 +25,7 @@ from soundcheck.metrics.kernel import KernelTerms
 
 _VERSIONS = {name: "1" for name in METRIC_NAMES}
 _VERSIONS["fad"] = _VERSIONS["fad_inf"] = _VERSIONS["fad_per_file"] = "2"  # centred stats, Cholesky trace
+_VERSIONS["ndb"] = _VERSIONS["prdc"] = "2"  # one sample per file by default
 FAD_FAMILY = frozenset({"fad", "fad_inf", "fad_per_file"})
 
 
@@ -41,6 +42,17 @@ class FileEmbedding:
     predicted: str | None = None  # set when an operator TorchScript classifier already predicted the class
     sample_rate: int | None = None  # original sample rate of the file
     silent: bool = False
+
+
+def file_means(frames: Sequence[np.ndarray]) -> np.ndarray:
+    """One sample per file: the mean of its frames (float64), ``[n_files, dim]``."""
+    return np.stack([np.asarray(f, dtype=np.float64).mean(axis=0) for f in frames])
+
+
+def ndb_samples(files: Sequence[FileEmbedding], unit: str) -> np.ndarray:
+    """The samples NDB bins are fitted on, in the job's unit (used by the worker to cache the bins)."""
+    frames = [np.atleast_2d(f.frames) for f in files]
+    return np.concatenate(frames) if unit == "frame" else file_means(frames)
 
 
 def metric_versions() -> dict[str, str]:
@@ -72,6 +84,7 @@ class _Context:
     options: MetricOptions
     reference_stats: GaussianStats | None
     ndb_bins: NdbBins | None
+    n_reference_files: int | None = None
     warnings: list[str] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +100,14 @@ class _Context:
     @property
     def ref_frames(self) -> list[np.ndarray]:
         return self.cached("ref_frames", lambda: [np.atleast_2d(f.frames) for f in self.reference])
+
+    def samples(self, metric: str, unit: str) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Reference samples and candidate samples per file, in the unit the metric asks for."""
+        ref = self.ref_all(metric)
+        if unit == "frame":
+            return ref, self.cand_frames
+        return (self.cached("ref_means", lambda: file_means(self.ref_frames)),
+                self.cached("cand_means", lambda: [m[None, :] for m in file_means(self.cand_frames)]))
 
     def ref_all(self, metric: str) -> np.ndarray:
         if not self.reference:
@@ -134,7 +155,7 @@ class _Context:
     def sizes(self, uses_reference_frames: bool = True) -> dict:
         ref_frames = (self.reference_stats.n if self.reference_stats is not None and not self.reference
                       else sum(len(f) for f in self.ref_frames))
-        return {"n_reference": len(self.reference) if self.reference else None,
+        return {"n_reference": len(self.reference) if self.reference else self.n_reference_files,
                 "n_candidate": len(self.candidate), "frames_reference": int(ref_frames),
                 "frames_candidate": int(sum(len(f) for f in self.cand_frames))}
 
@@ -186,33 +207,35 @@ def _kad(ctx: _Context) -> dict:
 
 def _ndb(ctx: _Context) -> dict:
     opts = ctx.options.ndb
-    ref = ctx.ref_all("ndb")
+    ref, cand = ctx.samples("ndb", opts.unit)
     if ctx.ndb_bins is not None:
         bins = ctx.ndb_bins
-    elif len(ref) < opts.k:
-        raise MetricInputError(f"NDB with K={opts.k} bins needs at least {opts.k} reference frames, got {len(ref)}; "
-                               "lower options.ndb.k")
+    elif len(ref) < 2 * opts.k:
+        raise MetricInputError(f"NDB with K={opts.k} bins needs at least {2 * opts.k} reference {opts.unit}s (two "
+                               f"per bin), got {len(ref)}; lower options.ndb.k")
     else:
         bins = NdbBins.fit(ref, k=opts.k, whiten=opts.whiten, seed=ctx.options.seed)
-    res = bins.evaluate(np.concatenate(ctx.cand_frames), alpha=opts.alpha, z_threshold=opts.z_threshold)
+    res = bins.evaluate(np.concatenate(cand), alpha=opts.alpha, z_threshold=opts.z_threshold)
     return {"value": res.ndb, "interval": None, "ndb": res.ndb, "ndb_over_k": res.ndb_over_k, "k": res.k,
             "jsd": res.jsd_nats, "jsd_bits": res.jsd_bits, "different_bins": res.different_bins,
             "alpha": res.alpha, "z_threshold": res.z_threshold, "whiten": bins.whiten, "seed": bins.seed,
+            "unit": opts.unit, "samples_reference": len(ref), "samples_candidate": int(sum(len(c) for c in cand)),
             "bins": {"reference_proportions": res.reference_proportions,
                      "candidate_proportions": res.candidate_proportions, "standard_errors": res.standard_errors,
                      "z": res.z, "p_values": res.p_values, "order": "decreasing reference bin size"}}
 
 
 def _prdc(ctx: _Context) -> dict:
-    k = ctx.options.prdc.k
+    k, unit = ctx.options.prdc.k, ctx.options.prdc.unit
+    ref, cand = ctx.samples("prdc", unit)
     try:
-        terms = PrdcTerms(ctx.ref_all("prdc"), ctx.cand_frames, k)
+        terms = PrdcTerms(ref, cand, k)
     except ValueError as exc:
         raise MetricInputError(f"prdc: {exc}; lower options.prdc.k") from exc
     point = terms.scores(np.ones((1, len(ctx.candidate))))
     weights = ctx.weights()
     boot = terms.scores(weights) if weights is not None else None
-    out: dict[str, Any] = {"value": None, "interval": None, "k": k}
+    out: dict[str, Any] = {"value": None, "interval": None, "k": k, "unit": unit}
     for name, values in point.items():
         bounds = (0.0, np.inf) if name == "density" else (0.0, 1.0)
         out[name] = {"value": float(values[0]),
@@ -338,13 +361,15 @@ def _diagnostics(ctx: _Context, metrics: list[str], dim: int) -> dict:
 
 def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbedding], candidate: Sequence[FileEmbedding],
                         options: MetricOptions, reference_stats: GaussianStats | None = None,
-                        on_stage: Callable[[str], None] | None = None, ndb_bins: NdbBins | None = None) -> dict:
+                        on_stage: Callable[[str], None] | None = None, ndb_bins: NdbBins | None = None,
+                        n_reference_files: int | None = None) -> dict:
     """Compute embedding metrics. ``reference`` may be empty when only FAD-family metrics are asked and
-    ``reference_stats`` (cached) is given; ``ndb_bins`` are cached bins of this reference (else fitted here)."""
+    ``reference_stats`` (cached) is given (then ``n_reference_files`` says how many files made them);
+    ``ndb_bins`` are cached bins of this reference, fitted on ``ndb_samples`` (else fitted here)."""
     metrics = _check_metrics(metrics, _EMBEDDING_METRICS, "evaluate_signals (waveform pairs)")
     if not candidate:
         raise MetricInputError("the candidate set has no files")
-    ctx = _Context(reference, candidate, options, reference_stats, ndb_bins)
+    ctx = _Context(reference, candidate, options, reference_stats, ndb_bins, n_reference_files)
     dim = _check_dims(ctx)
     results: dict[str, Any] = {}
     for name in metrics:

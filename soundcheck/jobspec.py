@@ -40,15 +40,22 @@ class KadOptions(_Strict):
     scale: float = Field(100.0, gt=0, description="Multiplier of MMD^2 (kadtk's 100).")
 
 
+SampleUnit = Literal["file", "frame"]
+_UNIT_HELP = ("What one sample is: 'file' (the mean embedding of each file: the generated item, as the papers "
+              "assume independent samples) or 'frame' (every frame; frames of one file are correlated).")
+
+
 class NdbOptions(_Strict):
     k: int = Field(100, ge=2, description="Number of k-means bins.")
     whiten: bool = True
     alpha: float = Field(0.05, gt=0, lt=1)
     z_threshold: float | None = Field(None, gt=0)
+    unit: SampleUnit = Field("file", description=_UNIT_HELP)
 
 
 class PrdcOptions(_Strict):
     k: int = Field(5, ge=1, description="Nearest neighbours.")
+    unit: SampleUnit = Field("file", description=_UNIT_HELP)
 
 
 class AccuracyOptions(_Strict):

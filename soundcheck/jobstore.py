@@ -86,9 +86,8 @@ class JobStore:
     def finish(self, job_id: str, result: dict[str, Any]) -> None:
         self.redis.set(RESULT_KEY.format(job_id), json.dumps(result, allow_nan=False))
         view = self.get(job_id, with_result=False)
-        total = view.progress.total if view else 0
-        self._update(job_id, status="finished", ended_at=_now(), progress=Progress(done=total, total=total,
-                                                                                    stage="finished"))
+        progress = view.progress.model_copy(update={"stage": "finished"}) if view else Progress(stage="finished")
+        self._update(job_id, status="finished", ended_at=_now(), progress=progress)
 
     def fail(self, job_id: str, error: str) -> None:
         view = self.get(job_id, with_result=False)

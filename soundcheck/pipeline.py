@@ -17,6 +17,8 @@ from soundcheck.jobspec import FileEntry
 
 #: Files decoded and embedded together; bounds memory while letting patches batch across files.
 FILES_PER_CHUNK = 32
+#: ... and at most this much audio per chunk (10 min: ~40 MB of float32 at 16 kHz, ~80 MB at 32 kHz).
+SECONDS_PER_CHUNK = 600.0
 
 
 class InputChanged(RuntimeError):
@@ -37,9 +39,17 @@ def load_wave(entry: FileEntry, blobs: BlobStore, sample_rate: int) -> audio.np.
     return audio.load_mono(read_entry(entry, blobs, sample_rate), sample_rate, entry.name)
 
 
-def _chunks(items: Sequence[FileEntry], size: int) -> Iterator[Sequence[FileEntry]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _chunks(items: Sequence[FileEntry], size: int, seconds: float = SECONDS_PER_CHUNK
+            ) -> Iterator[Sequence[FileEntry]]:
+    """Consecutive runs of at most ``size`` files and (unless one file is longer) ``seconds`` of audio."""
+    start, total = 0, 0.0
+    for i, entry in enumerate(items):
+        if i > start and (i - start >= size or total + entry.duration_s > seconds):
+            yield items[start:i]
+            start, total = i, 0.0
+        total += entry.duration_s
+    if start < len(items):
+        yield items[start:]
 
 
 def embed_files(

@@ -49,13 +49,17 @@ def dataset_id(pairs: list[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-def embedding_provenance(model_provenance: dict[str, Any]) -> dict[str, Any]:
-    """The model's own provenance plus the resampler and package versions that produced its input/output."""
+def embedding_provenance(model_provenance: dict[str, Any], device: str | None = None) -> dict[str, Any]:
+    """The model's own provenance plus the device, decoder, resampler and package versions that produced it
+    (GPU and CPU kernels differ in the last bits; MP3/Opus decoders differ between libsndfile versions)."""
     versions = package_versions()
     return {
         **model_provenance,
+        "device": "cpu" if device is None or device == "cpu" else "cuda",
+        "decoder": f"libsndfile-{audio.LIBSNDFILE_VERSION}",
         "resampler": audio.RESAMPLER,
-        "packages": {k: v for k, v in versions.items() if k in {"numpy", "torch", "onnxruntime", "soxr"}},
+        "packages": {k: v for k, v in versions.items()
+                     if k in {"numpy", "torch", "onnxruntime", "soxr", "soundfile"}},
     }
 
 

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         64, gt=0, description="Files per chunk when a large set is embedded by several workers at once."
     )
 
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("allowed_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:

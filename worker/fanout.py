@@ -51,7 +51,7 @@ def embed_dataset_fanned(
 ) -> None:
     """Make sure every file of ``files`` is in ``cache``: offer chunks to helpers, embed the unclaimed ones."""
     bounds = chunk_bounds(len(files), chunk_files)
-    rq_queue = queue(redis, get_settings())
+    rq_queue = queue(redis, get_settings(), model.spec.id)
     for start, stop in bounds[1:]:  # the first chunk is ours at once
         rq_queue.enqueue_call(TASK, args=(job_id, dataset_id, model.spec.id, emb_key, start, stop), at_front=True,
                            timeout=get_settings().job_timeout_s, result_ttl=600, failure_ttl=24 * 3600)

@@ -14,10 +14,11 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from soundcheck.jobstore import ALIVE_KEY, ALIVE_TTL_S, WORKER_MODELS_FIELD
+from soundcheck.queueing import queue
 from soundcheck.settings import Settings, get_settings
 from worker.runtime import Runtime, load_runtime, set_runtime
 
@@ -78,8 +79,9 @@ def build_worker(settings: Settings | None = None, name: str | None = None) -> S
     runtime = load_runtime(settings)
     set_runtime(runtime)
     redis = Redis.from_url(settings.redis_url)
-    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
-    return SoundcheckWorker([queue], connection=redis, runtime=runtime, name=name)
+    # one queue per loaded model (jobs that need it), then the shared one (signal-only jobs)
+    queues = [queue(redis, settings, model_id) for model_id in runtime.models] + [queue(redis, settings)]
+    return SoundcheckWorker(queues, connection=redis, runtime=runtime, name=name)
 
 
 def run(burst: bool = False, name: str | None = None) -> None:

@@ -57,7 +57,7 @@ def load_runtime(settings: Settings) -> Runtime:
             model = registry.load(model_id, settings.models_dir, device=device)
             runtime.models[model_id] = model
             # computed once here (hashing weights, reading package versions), not in the first job
-            runtime.embedding_keys[model_id] = embedding_key(embedding_provenance(model.provenance()))
+            runtime.embedding_keys[model_id] = embedding_key(embedding_provenance(model.provenance(), device))
             log.info("loaded model %s on %s", model_id, device)
         except Exception as exc:  # noqa: BLE001 - report, keep the others
             runtime.unavailable[model_id] = str(exc)

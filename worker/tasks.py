@@ -6,7 +6,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 from redis import Redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
@@ -22,12 +21,13 @@ from soundcheck.evaluation import (
     evaluate_embeddings,
     evaluate_signals,
     metric_versions,
+    ndb_samples,
 )
 from soundcheck.jobspec import SIGNAL_METRICS, DatasetView, JobCreate
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, JobStore
 from soundcheck.metrics import GaussianStats
 from soundcheck.metrics.coverage import NdbBins
-from soundcheck.pipeline import InputChanged, embed_files, load_wave
+from soundcheck.pipeline import FILES_PER_CHUNK, InputChanged, embed_files, load_wave
 from soundcheck.provenance import (
     embedding_key,
     embedding_provenance,
@@ -129,7 +129,8 @@ def run_job(redis: Redis, job_id: str, spec: JobCreate, store: JobStore) -> dict
     }
     emb_prov = None
     total = (len(reference.files or []) + len(candidate.files or [])) * bool(embedding_metrics)
-    total += min(len(reference.files or []), len(candidate.files or [])) * bool(signal_metrics)
+    ref_names = {f.name for f in reference.files or []}
+    total += sum(f.name in ref_names for f in candidate.files or []) * bool(signal_metrics)
     reporter = Reporter(job_id, store, total)
     if embedding_metrics:
         emb_prov, part = _embedding_part(redis, job_id, spec, embedding_metrics, reference, candidate, blobs, reporter)
@@ -147,7 +148,7 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
                     candidate: DatasetView, blobs: BlobStore, reporter: Reporter) -> tuple[dict, dict]:
     settings = get_settings()
     model = get_runtime(settings).model(spec.embedding)
-    emb_prov = embedding_provenance(model.provenance())
+    emb_prov = embedding_provenance(model.provenance(), model.device)
     emb_key = embedding_key(emb_prov)
     cache = EmbeddingCache(settings.embedding_cache_dir, emb_key)
     stats_cache = StatsCache(redis)
@@ -179,7 +180,8 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     bins, bins_hit = _ndb_bins(stats_cache, spec, metrics, reference.id, emb_key, ref_files)
     reporter.set_stage("computing metrics")
     part = evaluate_embeddings(metrics, ref_files, cand_files, spec.options, reference_stats=ref_stats,
-                               on_stage=lambda stage: reporter.set_stage(f"computing {stage}"), ndb_bins=bins)
+                               on_stage=lambda stage: reporter.set_stage(f"computing {stage}"), ndb_bins=bins,
+                               n_reference_files=len(reference.files or []))
     cache_info = part.setdefault("diagnostics", {}).setdefault("cache", {})
     cache_info["reference_stats"] = "hit" if cached_stats is not None else "miss"
     if bins is not None:
@@ -207,14 +209,17 @@ def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], refe
     """Fitted NDB bins of the reference, cached like reference statistics (content, provenance, K, whitening,
     seed); None when NDB is not asked or the reference is too small (the metric then says why)."""
     opts = spec.options.ndb
-    if "ndb" not in metrics or sum(len(f.frames) for f in ref_files) < opts.k:
+    if "ndb" not in metrics or not ref_files:
         return None, False
-    key = ndb_bins_key(reference_id, emb_key, opts.k, opts.whiten, spec.options.seed, metric_versions()["ndb"])
+    samples = ndb_samples(ref_files, opts.unit)
+    if len(samples) < 2 * opts.k:
+        return None, False  # the metric itself says why
+    key = ndb_bins_key(reference_id, emb_key, opts.k, opts.whiten, spec.options.seed,
+                       f"{metric_versions()['ndb']}/{opts.unit}")
     cached = stats_cache.get(key)
     if cached is not None:
         return NdbBins.from_bytes(cached), True
-    frames = np.concatenate([f.frames for f in ref_files])
-    bins = NdbBins.fit(frames, k=opts.k, whiten=opts.whiten, seed=spec.options.seed)
+    bins = NdbBins.fit(samples, k=opts.k, whiten=opts.whiten, seed=spec.options.seed)
     stats_cache.put(key, bins.to_bytes())
     return bins, False
 
@@ -222,9 +227,12 @@ def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], refe
 def _classify(name: str, candidate: DatasetView, cand_files: list, blobs: BlobStore, batch: int) -> dict:
     """Predicted class of every candidate file by the operator's TorchScript classifier (loaded once)."""
     classifier = get_runtime(get_settings()).classifier(name)
-    waves = [load_wave(entry, blobs, classifier.sample_rate) for entry in candidate.files or []]
-    for file, label in zip(cand_files, classifier.predict(waves, batch), strict=True):
-        file.predicted = label
+    entries = candidate.files or []
+    for start in range(0, len(entries), FILES_PER_CHUNK):  # bounded memory: a chunk of files at a time
+        part = entries[start:start + FILES_PER_CHUNK]
+        waves = [load_wave(entry, blobs, classifier.sample_rate) for entry in part]
+        for file, label in zip(cand_files[start:start + len(part)], classifier.predict(waves, batch), strict=True):
+            file.predicted = label
     return classifier.provenance()
 
 

@@ -63,6 +63,8 @@ def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     if energy <= 0:
         return float("nan")
     target = (float(e @ s) / energy) * s
+    if float(target @ target) <= 0:
+        return -MAX_DB  # silent or orthogonal estimate: none of the reference is there (floor, never NaN)
     return _ratio_db(float(target @ target), float((e - target) @ (e - target)))
 
 

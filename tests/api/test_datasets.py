@@ -171,3 +171,62 @@ def test_dataset_name_is_metadata_not_content(api: TestClient) -> None:
     second = api.post("/v1/datasets", files=files, data={"name": "take two"}).json()
     assert first["id"] == second["id"]
     assert first["name"] == "take one" and api.get(f"/v1/datasets/{first['id']}").json()["name"] == "take two"
+
+
+def test_chunked_upload_over_the_limit_is_413(api: TestClient, api_settings: Settings) -> None:
+    """No Content-Length (chunked transfer): the limit is counted as bytes arrive."""
+    limit = api_settings.max_upload_bytes
+
+    def body():
+        boundary = b"--xyz\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="files"; filename="big.wav"\r\n\r\n'
+        for _ in range(limit // (1 << 20) + 2):
+            yield b"\0" * (1 << 20)
+        yield b"\r\n--xyz--\r\n"
+
+    response = api.post("/v1/datasets", content=body(), headers={"content-type": "multipart/form-data; boundary=xyz"})
+    body_json = _problem(response, 413)
+    assert "SOUNDCHECK_MAX_UPLOAD_BYTES" in body_json["detail"]
+
+
+def test_control_characters_in_names_are_refused(api: TestClient) -> None:
+    """A name with NUL/newline could make two different datasets hash to one id; it is refused."""
+    raw = (b'--xyz\r\nContent-Disposition: form-data; name="files"; filename="a.wav\x00' + b"0" * 64
+           + b'\tb.wav"\r\n\r\n' + wav_bytes(tone()) + b"\r\n--xyz--\r\n")
+    response = api.post("/v1/datasets", content=raw, headers={"content-type": "multipart/form-data; boundary=xyz"})
+    body = _problem(response, 422)
+    assert "control characters" in body["detail"]
+
+
+def test_reupload_with_labels_updates_labels_of_the_same_dataset(api: TestClient) -> None:
+    files = [("files", ("1.wav", wav_bytes(tone()))), ("files", ("2.wav", wav_bytes(tone(freq=200))))]
+    first = api.post("/v1/datasets", files=files).json()
+    assert first["labels"] == []
+    labelled = api.post("/v1/datasets", files=[*files, ("files", ("labels.csv", b"1.wav,dog\n2.wav,cat\n"))]).json()
+    assert labelled["id"] == first["id"] and labelled["labels"] == ["cat", "dog"]
+
+
+def test_encrypted_zip_member_is_a_4xx_not_a_500(api: TestClient) -> None:
+    good = wav_bytes(tone())
+    archive = bytearray(_zip({"a.wav": good}, compression=zipfile.ZIP_STORED))
+    # set the "encrypted" flag bit in the local and central headers: zipfile then refuses without a password
+    for sig in (b"PK\x03\x04", b"PK\x01\x02"):
+        at = archive.find(sig)
+        flag_at = at + (6 if sig == b"PK\x03\x04" else 8)
+        archive[flag_at] |= 0x1
+    response = api.post("/v1/datasets", files=[("files", ("enc.zip", bytes(archive)))])
+    assert 400 <= response.status_code < 500, response.text
+    assert "a.wav" in response.json()["detail"]
+
+
+def test_labels_csv_linked_outside_the_root_is_not_read(api: TestClient, api_settings: Settings,
+                                                       tmp_path: Path) -> None:
+    secret = tmp_path / "secret.csv"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    root = api_settings.allowed_roots[0] / "withlink"
+    root.mkdir()
+    (root / "1.wav").write_bytes(wav_bytes(tone()))
+    (root / "labels.csv").symlink_to(secret)
+    response = api.post("/v1/datasets/register", json={"path": str(root)})
+    assert response.status_code == 201
+    assert "root:x" not in response.text and response.json()["labels"] == []

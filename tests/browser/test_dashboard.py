@@ -85,7 +85,7 @@ def test_upload_run_job_and_read_results(page: Page, console: Console, service: 
         assert client.dataset(ref_id).labels == ["chords", "noise", "tones"]
     expect(page.locator(f"[data-testid=dataset-row][data-dataset-id='{cand_id}']")).to_be_visible()
 
-    job_id = start_job(page, ref_id, cand_id, ["fad", "kad", "ndb", "prdc"], bootstrap=10, ndb_k=10)
+    job_id = start_job(page, ref_id, cand_id, ["fad", "kad", "ndb", "prdc"], bootstrap=10, ndb_k=5)
     status = page.locator("#view-job [data-testid=job-status]")
     expect(status.get_by_role("progressbar")).to_be_visible()
     stages = set()
@@ -108,7 +108,7 @@ def test_upload_run_job_and_read_results(page: Page, console: Console, service: 
         expect(page.locator(f"[data-testid=metric-row][data-metric='{name}']")).to_be_visible()
 
     bins = metrics["ndb"]["bins"]["reference_proportions"]
-    assert len(bins) == 10
+    assert len(bins) == 5
     groups = page.locator("[data-testid=ndb-chart] [data-testid=bar-group]")
     expect(groups).to_have_count(len(bins))
     expect(page.locator("[data-testid=ndb-chart] [data-testid=bar-group][data-highlight=true]")).to_have_count(

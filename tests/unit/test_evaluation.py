@@ -65,7 +65,8 @@ def test_all_embedding_metrics_end_to_end_are_json_safe(sets):
 
 def test_values_equal_the_metric_functions_on_pooled_frames(sets):
     ref, cand = sets
-    res = evaluate_embeddings(["fad", "kad", "prdc"], ref, cand, small_options(bootstrap=0))["metrics"]
+    options = small_options(bootstrap=0, prdc={"unit": "frame"})
+    res = evaluate_embeddings(["fad", "kad", "prdc"], ref, cand, options)["metrics"]
     r = np.concatenate([f.frames for f in ref]).astype(np.float64)
     c = np.concatenate([f.frames for f in cand]).astype(np.float64)
     expected_fad = frechet_distance(r.mean(0), np.cov(r, rowvar=False), c.mean(0), np.cov(c, rowvar=False))
@@ -76,15 +77,31 @@ def test_values_equal_the_metric_functions_on_pooled_frames(sets):
     assert res["prdc"]["precision"]["value"] == pytest.approx(prdc(r, c, 5)["precision"])
 
 
+def test_prdc_and_ndb_take_one_sample_per_file_by_default(sets):
+    """Frames of one file are correlated; the papers' samples are generated items: the file means."""
+    from prdc import compute_prdc
+
+    ref, cand = sets
+    res = evaluate_embeddings(["prdc", "ndb"], ref, cand, small_options(bootstrap=0))["metrics"]
+    r = np.stack([f.frames.astype(np.float64).mean(axis=0) for f in ref])
+    c = np.stack([f.frames.astype(np.float64).mean(axis=0) for f in cand])
+    expected = compute_prdc(real_features=r, fake_features=c, nearest_k=5)
+    for part in ("precision", "recall", "density", "coverage"):
+        assert res["prdc"][part]["value"] == pytest.approx(expected[part], rel=1e-9), part
+    assert res["prdc"]["unit"] == res["ndb"]["unit"] == "file"
+    assert res["ndb"]["samples_reference"] == len(ref) and res["ndb"]["samples_candidate"] == len(cand)
+
+
 def test_cached_reference_stats_alone_are_enough_for_the_fad_family(sets):
     ref, cand = sets
     stats = GaussianStats(DIM)
     for f in ref:
         stats.update(f.frames)
-    res = evaluate_embeddings(["fad", "fad_per_file", "fad_inf"], [], cand, small_options(), reference_stats=stats)
+    res = evaluate_embeddings(["fad", "fad_per_file", "fad_inf"], [], cand, small_options(), reference_stats=stats,
+                              n_reference_files=len(ref))
     full = evaluate_embeddings(["fad"], ref, cand, small_options())
     assert res["metrics"]["fad"]["value"] == pytest.approx(full["metrics"]["fad"]["value"], rel=1e-9)
-    assert res["metrics"]["fad"]["n_reference"] is None
+    assert res["metrics"]["fad"]["n_reference"] == len(ref)
     assert res["metrics"]["fad"]["frames_reference"] == stats.n
     assert len(res["metrics"]["fad_per_file"]["worst"]) == 20
     with pytest.raises(MetricInputError, match="reference embeddings"):

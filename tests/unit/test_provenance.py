@@ -30,6 +30,7 @@ def test_embedding_key_changes_with_weights_frontend_and_resampler(monkeypatch) 
     assert embedding_key(_prov()) == base
     assert embedding_key(_prov(weights_sha="b" * 64)) != base
     assert embedding_key(_prov(frontend="2")) != base
+    assert embedding_key(embedding_provenance(_prov(), device="cuda:0")) != base
     monkeypatch.setattr(audio, "RESAMPLER", "soxr-9.9-VHQ")
     assert embedding_key(_prov()) != base
 

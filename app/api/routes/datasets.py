@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
 
 from app.api.deps import BlobsDep, ManifestsDep, SettingsDep
 from app.datasets import Collected, add_upload, finish, resolve_allowed, scan_directory
@@ -46,7 +46,7 @@ def register_dataset(
 
 
 @router.get("", response_model=list[DatasetView], response_model_exclude_none=True)
-def list_datasets(manifests: ManifestsDep, limit: int = 100) -> list[DatasetView]:
+def list_datasets(manifests: ManifestsDep, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[DatasetView]:
     return manifests.list(limit)
 
 

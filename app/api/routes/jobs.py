@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from app.api.deps import RedisDep, SettingsDep
 from app.jobs import cancel_job, create_job, get_job, list_jobs
@@ -19,7 +21,7 @@ def post_job(spec: JobCreate, redis: RedisDep, settings: SettingsDep, response: 
 
 
 @router.get("", response_model=list[JobView])
-def read_jobs(redis: RedisDep, settings: SettingsDep, limit: int = 50) -> list[JobView]:
+def read_jobs(redis: RedisDep, settings: SettingsDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[JobView]:
     return list_jobs(redis, settings, limit)
 
 
