@@ -23,6 +23,8 @@ from soundcheck.settings import get_settings
 
 console = Console(stderr=True)
 out = Console()
+if not out.is_terminal:  # piped into a file or a log: wide enough that intervals stay on one line
+    out = Console(width=120)
 DEMO_METRICS = "fad,kad,ndb,prdc"
 
 
