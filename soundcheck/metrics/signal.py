@@ -56,9 +56,10 @@ def snr(ref: np.ndarray, est: np.ndarray) -> float:
 
 
 def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
-    """Scale-invariant SDR (Le Roux et al., ICASSP 2019), no mean removal: target = (<s_hat, s>/||s||^2) s,
-    SI-SDR = 10 log10(||target||^2 / ||s_hat - target||^2), capped at MAX_DB."""
+    """Scale-invariant SDR (Le Roux et al., ICASSP 2019): both signals made zero-mean as the paper assumes, then
+    target = (<s_hat, s>/||s||^2) s, SI-SDR = 10 log10(||target||^2 / ||s_hat - target||^2), capped at MAX_DB."""
     s, e, _ = align_pair(ref, est)
+    s, e = s - s.mean(), e - e.mean()
     energy = float(s @ s)
     if energy <= 0:
         return float("nan")

@@ -41,10 +41,12 @@ def test_snr_and_si_sdr_are_capped_and_nan_for_silence(rng):
 def test_si_sdr_with_orthogonal_noise_is_exact(rng):
     s = rng.standard_normal(4000)
     n = rng.standard_normal(4000)
-    n -= (n @ s) / (s @ s) * s  # Gram-Schmidt: n orthogonal to s
+    s, n = s - s.mean(), n - n.mean()  # Le Roux et al. take zero-mean signals
+    n -= (n @ s) / (s @ s) * s  # Gram-Schmidt: n orthogonal to s (and still zero-mean)
     n *= 0.1 * np.linalg.norm(s) / np.linalg.norm(n)  # 20 dB below the target
     assert si_sdr(s, 3.0 * s + n) == pytest.approx(10 * np.log10(9.0 / 0.01), rel=1e-10)
     assert si_sdr(s, 3.0 * s + n) == pytest.approx(si_sdr(s, -7.0 * (3.0 * s + n)), rel=1e-12)
+    assert si_sdr(s + 5.0, 3.0 * s + n - 2.0) == pytest.approx(10 * np.log10(9.0 / 0.01), rel=1e-10)  # DC offsets
 
 
 def test_identical_signals_have_zero_spectral_distances(rng):
