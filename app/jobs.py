@@ -19,14 +19,13 @@ from rq.serializers import JSONSerializer
 from soundcheck.datastore import ManifestStore
 from soundcheck.embeddings.registry import SPECS
 from soundcheck.jobspec import CLASS_PROB_METRICS, SIGNAL_METRICS, JobCreate, JobView
-from soundcheck.jobstore import ALIVE_KEY, CANCEL_KEY, CANCELED, JobStore
+from soundcheck.jobstore import ALIVE_KEY, CANCEL_KEY, CANCELED, TERMINAL, JobStore
 from soundcheck.queueing import live_workers, queue
 from soundcheck.settings import Settings
 
 TASK = "worker.tasks.evaluate"
 #: A job record without its RQ job is "vanished" only after this long (the two are written one after the other).
 ENQUEUE_GRACE_S = 30.0
-
 
 
 class JobRequestError(ValueError):
@@ -76,7 +75,7 @@ def get_job(redis: Redis, settings: Settings, job_id: str) -> JobView | None:
     """The job record, reconciled with RQ so a job whose worker died shows as failed, never hangs."""
     store = JobStore(redis)
     view = store.get(job_id)
-    if view is None or view.status in ("finished", "failed"):
+    if view is None or view.status in TERMINAL:
         return view
     try:
         rq_job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
@@ -119,7 +118,7 @@ def cancel_job(redis: Redis, settings: Settings, job_id: str) -> JobView:
     view = get_job(redis, settings, job_id)
     if view is None:
         raise JobRequestError(f"job {job_id!r} not found", 404)
-    if view.status in ("finished", "failed"):
+    if view.status in TERMINAL:
         raise JobRequestError(f"job {job_id!r} is already {view.status}", 409)
     redis.set(CANCEL_KEY.format(job_id), "1", ex=settings.job_timeout_s)
     if view.status == "queued":

@@ -88,9 +88,6 @@ def scan_peak(path: Path | str, name: str | None = None, block: int = 1 << 18) -
     return peak
 
 
-def is_silent(data: np.ndarray) -> bool:
-    return float(np.max(np.abs(data))) < SILENCE_PEAK if data.size else True
-
 
 def to_mono(data: np.ndarray) -> np.ndarray:
     """Average channels (float64 sum), returning float32 ``[frames]``."""

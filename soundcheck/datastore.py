@@ -72,10 +72,6 @@ class BlobStore:
                 os.unlink(tmp_name)
             raise
 
-    def put_file(self, path: Path, max_bytes: int) -> tuple[str, int, Path]:
-        with open(path, "rb") as fh:
-            return self.put_stream(fh, max_bytes)
-
 
 def safe_relative_name(name: str) -> str:
     """Normalise an uploaded name to a relative POSIX path; refuse absolute paths and '..' (zip-slip)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from soundcheck import audio
 from soundcheck.datastore import BlobStore, file_location
 from soundcheck.embed_cache import EmbeddingCache
@@ -25,21 +27,21 @@ class InputChanged(RuntimeError):
     """A registered file no longer has the content recorded at registration."""
 
 
-def read_entry(entry: FileEntry, blobs: BlobStore, sample_rate: int, verify: bool = True) -> Path:
+def read_entry(entry: FileEntry, blobs: BlobStore) -> Path:
     """Path of an entry's bytes; registered files are re-hashed so a changed file never passes silently."""
     path = file_location(entry, blobs)
     if not path.is_file():
         raise InputChanged(f"{entry.name}: {path} is missing; upload or register the dataset again")
-    if verify and entry.path and sha256_file(path) != entry.sha256:
+    if entry.path and sha256_file(path) != entry.sha256:
         raise InputChanged(f"{entry.name}: {path} changed since the dataset was registered; register it again")
     return path
 
 
-def load_wave(entry: FileEntry, blobs: BlobStore, sample_rate: int) -> audio.np.ndarray:
-    return audio.load_mono(read_entry(entry, blobs, sample_rate), sample_rate, entry.name)
+def load_wave(entry: FileEntry, blobs: BlobStore, sample_rate: int) -> np.ndarray:
+    return audio.load_mono(read_entry(entry, blobs), sample_rate, entry.name)
 
 
-def _chunks(items: Sequence[FileEntry], size: int, seconds: float = SECONDS_PER_CHUNK
+def chunks(items: Sequence[FileEntry], size: int, seconds: float = SECONDS_PER_CHUNK
             ) -> Iterator[Sequence[FileEntry]]:
     """Consecutive runs of at most ``size`` files and (unless one file is longer) ``seconds`` of audio."""
     start, total = 0, 0.0
@@ -62,7 +64,7 @@ def embed_files(
 ) -> list[FileEmbedding]:
     """One FileEmbedding per entry, in order; cached files are not decoded again."""
     out: list[FileEmbedding] = []
-    for chunk in _chunks(files, FILES_PER_CHUNK):
+    for chunk in chunks(files, FILES_PER_CHUNK):
         found: dict[int, Embedded] = {}
         todo: list[int] = []
         for i, entry in enumerate(chunk):

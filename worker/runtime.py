@@ -21,6 +21,7 @@ class Runtime:
     models: dict[str, EmbeddingModel] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     classifiers: dict[str, Any] = field(default_factory=dict)
+    embedding_provenances: dict[str, dict[str, Any]] = field(default_factory=dict)
     embedding_keys: dict[str, str] = field(default_factory=dict)
 
     def model(self, model_id: str) -> EmbeddingModel:
@@ -56,8 +57,11 @@ def load_runtime(settings: Settings) -> Runtime:
         try:
             model = registry.load(model_id, settings.models_dir, device=device)
             runtime.models[model_id] = model
-            # computed once here (hashing weights, reading package versions), not in the first job
-            runtime.embedding_keys[model_id] = embedding_key(embedding_provenance(model.provenance(), device))
+            # computed once here (hashing weights, reading package versions), not per job; jobs and fan-out
+            # helpers read the same provenance and key
+            prov = embedding_provenance(model.provenance(), device)
+            runtime.embedding_provenances[model_id] = prov
+            runtime.embedding_keys[model_id] = embedding_key(prov)
             log.info("loaded model %s on %s", model_id, device)
         except Exception as exc:  # noqa: BLE001 - report, keep the others
             runtime.unavailable[model_id] = str(exc)

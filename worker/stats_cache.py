@@ -1,7 +1,7 @@
 """Reference statistics in Redis (Gaussian stats, NDB bins): get / lock / put, keyed by provenance only.
 
-Keys come from soundcheck.provenance; values are numpy bytes (no pickle). A short lock keeps two workers
-from computing the same reference statistics at once; a waiter reads what the holder stored.
+Keys come from soundcheck.provenance; values are numpy bytes (no pickle). A lock keeps two workers
+from embedding the same reference at once; a waiter then reuses what the holder cached.
 """
 
 from __future__ import annotations
@@ -47,25 +47,3 @@ class StatsCache:
             if acquired:
                 with contextlib.suppress(LockError):  # an expired lock needs no release
                     lock.release()
-
-    def get_or_compute(self, key: str, compute: Callable[[], bytes]) -> tuple[bytes, bool]:
-        """(value, hit). Computes under the lock unless another worker stored it meanwhile."""
-        cached = self.get(key)
-        if cached is not None:
-            return cached, True
-        with self.lock(key):
-            cached = self.get(key)
-            if cached is not None:
-                return cached, True
-            value = compute()
-            self.put(key, value)
-            return value, False
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, step_s: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step_s)
-    return predicate()

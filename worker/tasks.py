@@ -27,10 +27,8 @@ from soundcheck.jobspec import SIGNAL_METRICS, DatasetView, JobCreate
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, JobStore
 from soundcheck.metrics import GaussianStats
 from soundcheck.metrics.coverage import NdbBins
-from soundcheck.pipeline import FILES_PER_CHUNK, InputChanged, embed_files, load_wave
+from soundcheck.pipeline import FILES_PER_CHUNK, InputChanged, chunks, embed_files, load_wave
 from soundcheck.provenance import (
-    embedding_key,
-    embedding_provenance,
     ndb_bins_key,
     reference_stats_key,
     result_provenance,
@@ -147,9 +145,9 @@ def run_job(redis: Redis, job_id: str, spec: JobCreate, store: JobStore) -> dict
 def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[str], reference: DatasetView,
                     candidate: DatasetView, blobs: BlobStore, reporter: Reporter) -> tuple[dict, dict]:
     settings = get_settings()
-    model = get_runtime(settings).model(spec.embedding)
-    emb_prov = embedding_provenance(model.provenance(), model.device)
-    emb_key = embedding_key(emb_prov)
+    runtime = get_runtime(settings)
+    model = runtime.model(spec.embedding)
+    emb_prov, emb_key = runtime.embedding_provenances[spec.embedding], runtime.embedding_keys[spec.embedding]
     cache = EmbeddingCache(settings.embedding_cache_dir, emb_key)
     stats_cache = StatsCache(redis)
     stats_key = reference_stats_key(reference.id, emb_key)
@@ -227,12 +225,12 @@ def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], refe
 def _classify(name: str, candidate: DatasetView, cand_files: list, blobs: BlobStore, batch: int) -> dict:
     """Predicted class of every candidate file by the operator's TorchScript classifier (loaded once)."""
     classifier = get_runtime(get_settings()).classifier(name)
-    entries = candidate.files or []
-    for start in range(0, len(entries), FILES_PER_CHUNK):  # bounded memory: a chunk of files at a time
-        part = entries[start:start + FILES_PER_CHUNK]
+    start = 0
+    for part in chunks(candidate.files or [], FILES_PER_CHUNK):  # bounded memory, as for embedding
         waves = [load_wave(entry, blobs, classifier.sample_rate) for entry in part]
         for file, label in zip(cand_files[start:start + len(part)], classifier.predict(waves, batch), strict=True):
             file.predicted = label
+        start += len(part)
     return classifier.provenance()
 
 

@@ -9,7 +9,6 @@ from fastapi import Depends, Header, HTTPException, Request
 from redis import Redis
 
 from soundcheck.datastore import BlobStore, ManifestStore
-from soundcheck.jobstore import JobStore
 from soundcheck.settings import Settings
 
 
@@ -33,10 +32,6 @@ def get_blobs(settings: SettingsDep) -> BlobStore:
     return BlobStore(settings.blob_dir)
 
 
-def get_jobs(redis: RedisDep) -> JobStore:
-    return JobStore(redis)
-
-
 def require_token(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
     """When SOUNDCHECK_API_TOKEN is set, /v1 needs `Authorization: Bearer <token>`."""
     if settings.api_token is None:
@@ -48,4 +43,3 @@ def require_token(settings: SettingsDep, authorization: Annotated[str | None, He
 
 ManifestsDep = Annotated[ManifestStore, Depends(get_manifests)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
-JobsDep = Annotated[JobStore, Depends(get_jobs)]
