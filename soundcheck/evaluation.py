@@ -8,6 +8,7 @@ All bootstrap intervals of one call share the same resamples of candidate files 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,8 @@ class _Context:
     reference_stats: GaussianStats | None
     ndb_bins: NdbBins | None
     n_reference_files: int | None = None
+    #: Called between blocks of work (bootstrap resamples, k-means fits, kernel blocks); raises to stop the job.
+    checkpoint: Callable[[], None] = lambda: None
     warnings: list[str] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -359,26 +362,55 @@ def _diagnostics(ctx: _Context, metrics: list[str], dim: int) -> dict:
     return out
 
 
+def failed_metric(name: str, message: str) -> dict:
+    """The entry of a metric that could not be computed: the others are kept (one failure never discards them)."""
+    return {"value": None, "interval": None, "error": message}
+
+
+def all_failed(results: dict[str, dict]) -> bool:
+    return bool(results) and all("error" in entry for entry in results.values())
+
+
 def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbedding], candidate: Sequence[FileEmbedding],
                         options: MetricOptions, reference_stats: GaussianStats | None = None,
                         on_stage: Callable[[str], None] | None = None, ndb_bins: NdbBins | None = None,
-                        n_reference_files: int | None = None) -> dict:
+                        n_reference_files: int | None = None, checkpoint: Callable[[], None] | None = None) -> dict:
     """Compute embedding metrics. ``reference`` may be empty when only FAD-family metrics are asked and
     ``reference_stats`` (cached) is given (then ``n_reference_files`` says how many files made them);
-    ``ndb_bins`` are cached bins of this reference, fitted on ``ndb_samples`` (else fitted here)."""
+    ``ndb_bins`` are cached bins of this reference, fitted on ``ndb_samples`` (else fitted here).
+
+    A metric whose inputs cannot give it gets an ``error`` entry and the others are still computed; only when
+    every metric fails is a :class:`MetricInputError` raised. ``checkpoint`` is called between metrics and
+    between blocks of work inside them; whatever it raises (a cancel) propagates. ``timing_s`` holds the
+    seconds each metric took."""
     metrics = _check_metrics(metrics, _EMBEDDING_METRICS, "evaluate_signals (waveform pairs)")
     if not candidate:
         raise MetricInputError("the candidate set has no files")
     ctx = _Context(reference, candidate, options, reference_stats, ndb_bins, n_reference_files)
+    if checkpoint is not None:
+        ctx.checkpoint = checkpoint
     dim = _check_dims(ctx)
     results: dict[str, Any] = {}
+    timing: dict[str, float] = {}
     for name in metrics:
+        ctx.checkpoint()
         if on_stage is not None:
             on_stage(name)
-        entry = _EMBEDDING_METRICS[name](ctx)
-        results[name] = {**entry, **{k: v for k, v in ctx.sizes().items() if k not in entry}}
-    diagnostics = _diagnostics(ctx, metrics, dim)
-    return json_safe({"metrics": results, "diagnostics": diagnostics, "warnings": list(dict.fromkeys(ctx.warnings))})
+        started = time.perf_counter()
+        try:
+            entry = _EMBEDDING_METRICS[name](ctx)
+        except MetricInputError as exc:
+            results[name] = failed_metric(name, str(exc))
+            ctx.warnings.append(f"{name} was not computed: {exc}")
+        else:
+            results[name] = {**entry, **{k: v for k, v in ctx.sizes().items() if k not in entry}}
+        timing[name] = round(time.perf_counter() - started, 4)
+    if all_failed(results):
+        raise MetricInputError("; ".join(f"{name}: {entry['error']}" if len(results) > 1 else entry["error"]
+                                         for name, entry in results.items()))
+    diagnostics = _diagnostics(ctx, [m for m in metrics if "error" not in results[m]], dim)
+    return json_safe({"metrics": results, "diagnostics": diagnostics, "warnings": list(dict.fromkeys(ctx.warnings)),
+                      "timing_s": timing})
 
 
 _SIGNAL_FUNCS: dict[str, Callable[[np.ndarray, np.ndarray, int], Any]] = {

@@ -57,6 +57,18 @@ class Settings(BaseSettings):
         64, gt=0, description="Files per chunk when a large set is embedded by several workers at once."
     )
 
+    # --- supervision (serve, restarts, Redis outages) ---
+
+    # --- jobs (retries, liveness, locks, limits) ---
+
+    # --- uploads, audio safety and storage hygiene ---
+
+    # --- security (tokens, quotas, binding) ---
+
+    # --- metric stage (statistics, bootstrap, KAD, caches) ---
+
+    # --- batching (one layer decides model batches) ---
+
     @field_validator("api_token", mode="before")
     @classmethod
     def _empty_token_is_none(cls, value: object) -> object:

@@ -18,8 +18,10 @@ from soundcheck.embeddings.registry import ModelUnavailable
 from soundcheck.evaluation import (
     FileEmbedding,
     MetricInputError,
+    all_failed,
     evaluate_embeddings,
     evaluate_signals,
+    failed_metric,
     metric_versions,
     ndb_samples,
 )
@@ -58,10 +60,20 @@ class Reporter:
         self.job_id, self.store, self.total, self.interval_s = job_id, store, total, interval_s
         self.done, self.stage, self._last = 0, "starting", 0.0
         self.rq_job = get_current_job()
+        #: Seconds spent in each stage (where a job's time went; reported as ``timing_s.stages``).
+        self.durations: dict[str, float] = {}
+        self._stage_started = time.monotonic()
 
     def set_stage(self, stage: str) -> None:
-        self.stage = stage
+        now = time.monotonic()
+        self.durations[self.stage] = round(self.durations.get(self.stage, 0.0) + now - self._stage_started, 4)
+        self.stage, self._stage_started = stage, now
         self.flush(force=True)
+
+    def checkpoint(self) -> None:
+        """Between blocks of metric work: stop at once when the job was canceled (cheap: one EXISTS at most
+        every ``interval_s``)."""
+        self.flush()
 
     def advance(self, n: int) -> None:
         self.done += n
@@ -130,15 +142,31 @@ def run_job(redis: Redis, job_id: str, spec: JobCreate, store: JobStore) -> dict
     ref_names = {f.name for f in reference.files or []}
     total += sum(f.name in ref_names for f in candidate.files or []) * bool(signal_metrics)
     reporter = Reporter(job_id, store, total)
+    both = bool(embedding_metrics and signal_metrics)
     if embedding_metrics:
-        emb_prov, part = _embedding_part(redis, job_id, spec, embedding_metrics, reference, candidate, blobs, reporter)
+        try:
+            emb_prov, part = _embedding_part(redis, job_id, spec, embedding_metrics, reference, candidate, blobs,
+                                             reporter)
+        except MetricInputError as exc:
+            if not both:
+                raise
+            part = _failed_part(embedding_metrics, str(exc))
         _merge(result, part)
     if signal_metrics:
         reporter.set_stage("signal metrics")
         pairs = _signal_pairs(reference, candidate, blobs, reporter)
-        _merge(result, evaluate_signals(signal_metrics, pairs, spec.options))
+        try:
+            part = evaluate_signals(signal_metrics, pairs, spec.options)
+        except MetricInputError as exc:
+            if not both or all_failed(result["metrics"]):
+                raise MetricInputError("; ".join([*(f"{m}: {e['error']}" for m, e in result["metrics"].items()),
+                                                  str(exc)])) from exc
+            part = _failed_part(signal_metrics, str(exc))
+        _merge(result, part)
     result["provenance"] = result_provenance(emb_prov, metric_versions())
-    result["timing_s"] = round(time.monotonic() - started, 3)
+    reporter.set_stage("finishing")
+    result["timing_s"] = {"total": round(time.monotonic() - started, 3), "stages": reporter.durations,
+                          "metrics": result.pop("metric_timing_s", {})}
     return result
 
 
@@ -179,7 +207,7 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     reporter.set_stage("computing metrics")
     part = evaluate_embeddings(metrics, ref_files, cand_files, spec.options, reference_stats=ref_stats,
                                on_stage=lambda stage: reporter.set_stage(f"computing {stage}"), ndb_bins=bins,
-                               n_reference_files=len(reference.files or []))
+                               n_reference_files=len(reference.files or []), checkpoint=reporter.checkpoint)
     cache_info = part.setdefault("diagnostics", {}).setdefault("cache", {})
     cache_info["reference_stats"] = "hit" if cached_stats is not None else "miss"
     if bins is not None:
@@ -259,7 +287,14 @@ def _dataset_warnings(reference: DatasetView, candidate: DatasetView):
                "resampling can change the numbers")
 
 
+def _failed_part(metrics: list[str], message: str) -> dict[str, Any]:
+    """Every metric of one part failed for one reason; the job keeps the other part's metrics."""
+    return {"metrics": {m: failed_metric(m, message) for m in metrics},
+            "warnings": [f"{', '.join(metrics)} not computed: {message}"]}
+
+
 def _merge(result: dict[str, Any], part: dict[str, Any]) -> None:
     result["metrics"].update(part.get("metrics", {}))
+    result.setdefault("metric_timing_s", {}).update(part.get("timing_s", {}))
     result["diagnostics"].update(part.get("diagnostics", {}))
     result["warnings"].extend(w for w in part.get("warnings", []) if w not in result["warnings"])
