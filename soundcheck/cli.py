@@ -94,6 +94,9 @@ def result_table(view: JobView) -> Table:
         table.add_column(col, justify="right" if col not in ("metric", "notes") else "left")
     for name, entry in (result.get("metrics") or {}).items():
         # prdc-like entries carry several scored parts, each a {"value", "interval"} dict
+        if entry.get("error"):
+            table.add_row(name, "—", "", "", "", f"not computed: {entry['error']}")
+            continue
         parts = {f"{name}.{k}": v for k, v in entry.items() if isinstance(v, dict) and "value" in v}
         rows = parts if entry.get("value") is None and parts else {name: entry}
         notes = ", ".join(f"{k}={_fmt(entry[k])}" for k in ("bandwidth", "ndb_over_k", "jsd_bits", "slope", "r2")

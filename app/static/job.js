@@ -139,13 +139,25 @@ function renderResult(job) {
     out.push(h("section", {class: "card", "aria-labelledby": "plots-title"},
       h("h2", {id: "plots-title"}, "Plots"), h("div", {class: "plots"}, plots)));
   }
+  if (result.timing_s && typeof result.timing_s === "object") out.push(timingCard(result.timing_s));
   out.push(collapsible("Diagnostics", "diagnostics", result.diagnostics || {}, true));
   out.push(collapsible("Provenance", "provenance", result.provenance || {}, false));
-  const known = new Set(["reference", "candidate", "embedding", "metrics", "diagnostics", "warnings", "provenance"]);
+  const known = new Set(["reference", "candidate", "embedding", "metrics", "diagnostics", "warnings", "provenance",
+    "timing_s"]);
   const extra = Object.fromEntries(Object.entries(result).filter(([k]) => !known.has(k)));
   if (Object.keys(extra).length) out.push(collapsible("Other result fields", "result-extra", extra, false));
   out.push(rawJson(job));
   return out;
+}
+
+/** Where the job's time went: seconds per stage and per metric, largest first. */
+function timingCard(timing) {
+  const rows = (obj, kind) => Object.entries(obj || {}).filter(([, v]) => typeof v === "number")
+    .sort((a, b) => b[1] - a[1]).map(([k, v]) => h("tr", {dataset: {testid: "timing-row", kind}},
+      h("th", {scope: "row"}, k), h("td", {class: "muted"}, kind), h("td", {class: "num"}, `${fmt(v)} s`)));
+  return h("details", {class: "card collapsible", dataset: {testid: "timing"}},
+    h("summary", {}, `Timing (${fmt(timing.total)} s in all)`),
+    h("table", {class: "table"}, h("tbody", {}, [...rows(timing.stages, "stage"), ...rows(timing.metrics, "metric")])));
 }
 
 function collapsible(title, testid, value, open) {
@@ -209,6 +221,12 @@ function metricsTable(metrics, confidence) {
       .map((t) => h("th", {scope: "col"}, t)))),
     h("tbody", {}, rows.map(({id, name, label, entry, sub, parent}) => {
       const iv = entry.interval;
+      if (entry.error) {
+        return h("tr", {class: "failed", dataset: {testid: "metric-row", metric: id}},
+          h("th", {scope: "row"}, label),
+          h("td", {colspan: 5, class: "error", dataset: {testid: "metric-error"}},
+            h("strong", {}, "not computed: "), entry.error));
+      }
       return h("tr", {class: sub ? "sub" : "", dataset: {testid: "metric-row", metric: id}},
         h("th", {scope: "row"}, label, direction(name) ? h("span", {class: "hint block"}, direction(name)) : null),
         h("td", {class: "num value"}, h("span", {dataset: {testid: "metric-value", value: String(entry.value)}},
