@@ -95,7 +95,7 @@ class NdbOptions(_Strict):
     k: int = Field(100, ge=2, le=NDB_K_MAX,
                    description="Number of k-means bins; the reference needs at least 2K samples (files or frames, "
                    f"see unit). At most {NDB_K_MAX}: k-means costs samples x K x dim per iteration.")
-    whiten: bool = True
+    whiten: bool = Field(True, description="Standardise each dimension on the reference before k-means.")
     alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of each bin's two-proportion z-test.")
     z_threshold: float | None = Field(None, gt=0, le=100,
                                       description="Fixed |z| threshold instead of alpha (default: from alpha).")
@@ -224,6 +224,21 @@ class RegisterDataset(_Strict):
 
     path: str
     name: str | None = Field(None, max_length=200, description="Human name (default: the directory name).")
+
+
+#: Metrics that report a bootstrap interval (options.bootstrap, options.confidence), as soundcheck.evaluation does.
+INTERVAL_METRICS = frozenset({"fad", "kad", "prdc", "accuracy"}) | SIGNAL_METRICS
+#: Metrics that draw random numbers from options.seed (resamples, subsets, k-means, probe, IS shuffle).
+SEEDED_METRICS = INTERVAL_METRICS | {"fad_inf", "ndb", "is"}
+_SHARED_USE = {"bootstrap": INTERVAL_METRICS, "confidence": INTERVAL_METRICS, "seed": SEEDED_METRICS}
+
+
+def option_use(path: str, metric: str) -> bool:
+    """Whether ``metric`` reads the option at ``path`` ("options.ndb.k", "options.seed")."""
+    parts = path.split(".")
+    if len(parts) > 2:
+        return parts[1] == metric
+    return metric in _SHARED_USE.get(parts[-1], METRIC_NAMES)
 
 
 #: What each metric means for a reader of results: what it needs, which direction is better, the reference.
