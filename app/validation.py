@@ -29,9 +29,9 @@ def check_job(redis: Redis, settings: Settings, spec: JobCreate) -> None:
     """Raise :class:`app.jobs.JobRequestError` (422) naming every problem of ``spec`` with its datasets."""
     manifests = ManifestStore(redis, settings.data_dir / "datasets")
     reference, candidate = manifests.get(spec.reference), manifests.get(spec.candidate)
-    if reference is None or candidate is None:
-        return  # create_job answers 404 for a missing dataset
-    problems = job_problems(spec, reference.files or [], candidate.files or [], settings.models_dir)
+    if reference is None or candidate is None or reference.files is None or candidate.files is None:
+        return  # create_job answers 404 for a missing dataset; the worker for a manifest without its files
+    problems = job_problems(spec, reference.files, candidate.files, settings.models_dir)
     if problems:
         from app.jobs import JobRequestError  # app.jobs imports this module
 
