@@ -10,6 +10,7 @@ a classifier is checked by its files, as ``soundcheck.embeddings.classifier`` na
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -127,11 +128,31 @@ def _classifier_problem(model_dir: Path, name: str) -> str | None:
     needed = [f"{name}.pt", f"{name}.labels.json"]
     missing = [n for n in needed if not (folder / n).is_file()]
     if not missing:
-        return None
+        why = labels_problem(folder / needed[1])
+        return (f"classifier {name!r} cannot be used: {needed[1]} {why}; the operator must fix it (see "
+                "soundcheck.embeddings.classifier), or leave options.accuracy.classifier out") if why else None
     present = ", ".join(list_classifiers(model_dir)) or "none"
     return (f"classifier {name!r} is not installed: <model_dir>/{CLASSIFIER_DIR}/ lacks {' and '.join(missing)} "
             f"(classifiers present: {present}); name one of them in options.accuracy.classifier, or leave it out "
             "for the linear probe")
+
+
+def labels_problem(path: Path) -> str | None:
+    """What is wrong with a ``NAME.labels.json`` (the worker's ``read_labels`` rules), or None."""
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"is not readable JSON ({exc})"
+    if not isinstance(spec, dict):
+        return "must be an object with 'sample_rate' and 'labels'"
+    rate, labels = spec.get("sample_rate"), spec.get("labels")
+    if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+        return f"needs 'sample_rate' as a positive integer, not {rate!r}"
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        return "needs 'labels' as a non-empty list of strings"
+    if len(set(labels)) != len(labels):
+        return "has duplicate labels"
+    return None
 
 
 def list_classifiers(model_dir: Path) -> list[str]:

@@ -169,6 +169,12 @@ def test_classifier_must_be_installed(api: TestClient, api_settings: Settings, r
     (folder / "birds.pt").write_bytes(b"not loaded by the api")
     detail = _problem(_post(api, ref, cand, ["accuracy"], accuracy={"classifier": "birds"}))["detail"]
     assert "lacks birds.labels.json (" in detail
+    (folder / "birds.labels.json").write_text("{not json")
+    detail = _problem(_post(api, ref, cand, ["accuracy"], accuracy={"classifier": "birds"}))["detail"]
+    assert "birds.labels.json is not readable JSON" in detail and "operator" in detail
+    (folder / "birds.labels.json").write_text(json.dumps({"sample_rate": 16000, "labels": ["x", "x"]}))
+    assert "duplicate labels" in _problem(_post(api, ref, cand, ["accuracy"], accuracy={"classifier": "birds"}))[
+        "detail"]
     (folder / "birds.labels.json").write_text(json.dumps({"sample_rate": 16000, "labels": ["x", "y"]}))
     assert _post(api, ref, cand, ["accuracy"], accuracy={"classifier": "birds"}).status_code == 202
     assert redis_db.zcard(JOB_INDEX) == 1
