@@ -16,6 +16,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from app.validation import check_job
 from soundcheck.datastore import ManifestStore
 from soundcheck.embeddings.registry import SPECS
 from soundcheck.jobspec import CLASS_PROB_METRICS, SIGNAL_METRICS, JobCreate, JobView
@@ -59,6 +60,7 @@ def create_job(redis: Redis, settings: Settings, spec: JobCreate) -> JobView:
     for role in ("reference", "candidate"):
         if manifests.get(getattr(spec, role)) is None:
             raise JobRequestError(f"{role} dataset {getattr(spec, role)!r} not found; POST /v1/datasets first", 404)
+    check_job(redis, settings, spec)
     _check_models(spec, live_workers(redis, settings))
     job_id = uuid.uuid4().hex
     view = JobStore(redis).create(job_id, spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -45,7 +46,10 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
 
 
 def _short(value: Any) -> Any:
+    """The offending input, echoed as JSON can carry it (NaN and infinities, which JSON has not, as text)."""
     text = repr(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
     return value if len(text) <= 200 and isinstance(value, str | int | float | bool | None) else text[:200]
 
 

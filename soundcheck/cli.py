@@ -89,7 +89,8 @@ def _fmt(value: Any) -> str:
 
 def result_table(view: JobView) -> Table:
     result = view.result or {}
-    table = Table(title=f"soundcheck job {view.id[:12]} — embedding {view.spec.embedding}")
+    embedding = view.spec.embedding if view.spec is not None else "unknown"
+    table = Table(title=f"soundcheck job {view.id[:12]} — embedding {embedding}")
     for col in ("metric", "value", "95% interval", "n ref", "n cand", "notes"):
         table.add_column(col, justify="right" if col not in ("metric", "notes") else "left")
     for name, entry in (result.get("metrics") or {}).items():

@@ -6,7 +6,7 @@ Everything crossing HTTP or Redis is one of these pydantic models, so the three 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -23,21 +23,67 @@ JobStatus = Literal["queued", "running", "finished", "failed"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown fields are errors, and no float may be NaN or infinite (JSON's ``NaN``/``Infinity`` literals and
+    ``1e309`` parse to such floats): a request is rejected at the door instead of failing in the worker."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# Upper limits that keep one job's metric work bounded (measured on 2 CPU cores; the default job limit is 6 h,
+# SOUNDCHECK_JOB_TIMEOUT_S). The dearest unit of work is one Fréchet distance: ~0.002 s at d=128 (mel, vggish),
+# ~0.08 s at d=1024 (yamnet), ~0.5 s at d=2048 (cnn14).
+#: Each resample costs one Fréchet distance per interval metric (~0.5 s at d=2048: 2000 take ~18 min) and a
+#: [B, files] weight matrix; 1000-2000 resamples is what percentile intervals need (Efron & Tibshirani 1993).
+BOOTSTRAP_MAX = 2000
+#: k-means costs ~ samples x K x dim per Lloyd iteration (3 inits): K=1000 on 20k x 128 samples took 9 s, so
+#: 1M yamnet frames stay near an hour; more bins than that need more reference files than sets usually have.
+NDB_K_MAX = 1000
+#: PRDC's k-NN balls: Naeem et al. use k=5; with k in the hundreds every ball covers most of the set and the
+#: four scores saturate at 1 (the cost is distance chunks, nearly independent of k).
+PRDC_K_MAX = 100
+#: FAD-inf computes len(sizes) x repeats Fréchet distances: 20 x 100 at d=2048 is ~18 min, like the bootstrap.
+FAD_INF_SIZES_MAX = 20
+FAD_INF_REPEATS_MAX = 100
+#: A subset size is a number of candidate frames; the worker also checks it against the frames it embedded.
+FAD_INF_SIZE_MAX = 10_000_000
+#: Inception Score splits: 10 is the usual; each split needs its own files for a stable marginal.
+IS_SPLITS_MAX = 100
+#: How many worst files fad_per_file lists: bounds the size of the stored result (every file is scored anyway).
+FAD_PER_FILE_TOP_MAX = 1000
+#: scikit-learn's random_state (k-means, linear probe) accepts [0, 2**32 - 1]; numpy rejects negative seeds.
+SEED_MAX = 2**32 - 1
+#: Operator classifier names are file stems in <model_dir>/classifiers (soundcheck.embeddings.classifier).
+CLASSIFIER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class FadInfOptions(_Strict):
-    sizes: list[int] | None = Field(None, description="Candidate subset sizes (default: 5 sizes up to N).")
-    repeats: int = Field(1, ge=1, le=100, description="Random subsets drawn per size (FAD averaged).")
+    sizes: list[Annotated[int, Field(ge=2, le=FAD_INF_SIZE_MAX)]] | None = Field(
+        None, min_length=2, max_length=FAD_INF_SIZES_MAX,
+        description=f"Candidate subset sizes in frames, at least two different ones, at most {FAD_INF_SIZES_MAX} "
+        "(each size costs `repeats` Fréchet distances); each must not exceed the candidate's frames "
+        "(default: 5 sizes from N/5 to N).",
+    )
+    repeats: int = Field(1, ge=1, le=FAD_INF_REPEATS_MAX,
+                         description="Random subsets drawn per size (FAD averaged); bounded like the bootstrap.")
+
+    @field_validator("sizes")
+    @classmethod
+    def _two_sizes(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) < 2:
+            raise ValueError("FAD-inf fits a line in 1/N: give at least two different subset sizes")
+        return value
 
 
 class FadPerFileOptions(_Strict):
-    top: int = Field(20, ge=1, description="How many worst files to list.")
+    top: int = Field(20, ge=1, le=FAD_PER_FILE_TOP_MAX,
+                     description="How many worst files to list (bounds the stored result; all files are scored).")
 
 
 class KadOptions(_Strict):
-    bandwidth: float | None = Field(None, gt=0, description="RBF bandwidth h (default: median reference distance).")
-    scale: float = Field(100.0, gt=0, description="Multiplier of MMD^2 (kadtk's 100).")
+    bandwidth: float | None = Field(None, gt=0, le=1e9,
+                                    description="RBF bandwidth h (default: median reference distance).")
+    scale: float = Field(100.0, gt=0, le=1e6, description="Multiplier of MMD^2 (kadtk's 100); bounded so the "
+                         "scaled value stays a finite number.")
 
 
 SampleUnit = Literal["file", "frame"]
@@ -46,34 +92,52 @@ _UNIT_HELP = ("What one sample is: 'file' (the mean embedding of each file: the 
 
 
 class NdbOptions(_Strict):
-    k: int = Field(100, ge=2, description="Number of k-means bins.")
-    whiten: bool = True
-    alpha: float = Field(0.05, gt=0, lt=1)
-    z_threshold: float | None = Field(None, gt=0)
+    k: int = Field(100, ge=2, le=NDB_K_MAX,
+                   description="Number of k-means bins; the reference needs at least 2K samples (files or frames, "
+                   f"see unit). At most {NDB_K_MAX}: k-means costs samples x K x dim per iteration.")
+    whiten: bool = Field(True, description="Standardise each dimension on the reference before k-means.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level of each bin's two-proportion z-test.")
+    z_threshold: float | None = Field(None, gt=0, le=100,
+                                      description="Fixed |z| threshold instead of alpha (default: from alpha).")
     unit: SampleUnit = Field("file", description=_UNIT_HELP)
 
 
 class PrdcOptions(_Strict):
-    k: int = Field(5, ge=1, description="Nearest neighbours.")
+    k: int = Field(5, ge=1, le=PRDC_K_MAX,
+                   description="Nearest neighbours; each set needs more than k samples. Naeem et al. use 5; "
+                   f"at most {PRDC_K_MAX}, beyond which the k-NN balls cover the set and the scores saturate.")
     unit: SampleUnit = Field("file", description=_UNIT_HELP)
 
 
 class AccuracyOptions(_Strict):
     classifier: str | None = Field(
-        None, description="TorchScript classifier name in <model_dir>/classifiers (default: linear probe)."
+        None, pattern=CLASSIFIER_NAME, max_length=100,
+        description="TorchScript classifier name in <model_dir>/classifiers (default: linear probe); letters, "
+        "digits, '_', '.', '-'.",
     )
+
+    @field_validator("classifier")
+    @classmethod
+    def _not_a_labels_file(cls, value: str | None) -> str | None:
+        if value is not None and value.endswith(".labels"):
+            raise ValueError("a classifier name cannot end in '.labels' (that is its labels file)")
+        return value
 
 
 class IsOptions(_Strict):
-    splits: int = Field(10, ge=1)
+    splits: int = Field(10, ge=1, le=IS_SPLITS_MAX,
+                        description="Splits of the candidate files (needs at least this many candidate files).")
 
 
 class MetricOptions(_Strict):
     """Options shared by all metrics plus one block per metric that has its own."""
 
-    bootstrap: int = Field(100, ge=0, le=10_000, description="Bootstrap resamples of candidate files (0: off).")
+    bootstrap: int = Field(100, ge=0, le=BOOTSTRAP_MAX,
+                           description=f"Bootstrap resamples of candidate files (0: off). At most {BOOTSTRAP_MAX}: "
+                           "each resample costs one Fréchet distance per interval (~0.5 s at 2048 dimensions).")
     confidence: float = Field(0.95, gt=0, lt=1, description="Level of the percentile interval.")
-    seed: int = Field(0, description="Seed for bootstrap, subsets and k-means.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed for bootstrap, subsets and k-means (scikit-learn "
+                      "accepts 0 to 2**32 - 1).")
     fad_inf: FadInfOptions = FadInfOptions()
     fad_per_file: FadPerFileOptions = FadPerFileOptions()
     kad: KadOptions = KadOptions()
@@ -82,7 +146,7 @@ class MetricOptions(_Strict):
     accuracy: AccuracyOptions = AccuracyOptions()
     is_: IsOptions = Field(IsOptions(), alias="is")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class JobCreate(_Strict):
@@ -111,7 +175,8 @@ class JobView(BaseModel):
 
     id: str
     status: JobStatus
-    spec: JobCreate
+    spec: JobCreate | None = Field(description="The request; null only for a stored record that can no longer be "
+                                   "read (then status is failed and error says why).")
     progress: Progress
     created_at: datetime | None = None
     started_at: datetime | None = None
@@ -159,6 +224,21 @@ class RegisterDataset(_Strict):
 
     path: str
     name: str | None = Field(None, max_length=200, description="Human name (default: the directory name).")
+
+
+#: Metrics that report a bootstrap interval (options.bootstrap, options.confidence), as soundcheck.evaluation does.
+INTERVAL_METRICS = frozenset({"fad", "kad", "prdc", "accuracy"}) | SIGNAL_METRICS
+#: Metrics that draw random numbers from options.seed (resamples, subsets, k-means, probe, IS shuffle).
+SEEDED_METRICS = INTERVAL_METRICS | {"fad_inf", "ndb", "is"}
+_SHARED_USE = {"bootstrap": INTERVAL_METRICS, "confidence": INTERVAL_METRICS, "seed": SEEDED_METRICS}
+
+
+def option_use(path: str, metric: str) -> bool:
+    """Whether ``metric`` reads the option at ``path`` ("options.ndb.k", "options.seed")."""
+    parts = path.split(".")
+    if len(parts) > 2:
+        return parts[1] == metric
+    return metric in _SHARED_USE.get(parts[-1], METRIC_NAMES)
 
 
 #: What each metric means for a reader of results: what it needs, which direction is better, the reference.

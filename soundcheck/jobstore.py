@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from redis import Redis
 from redis.exceptions import WatchError
 
@@ -33,6 +34,49 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _reason(exc: Exception, limit: int = 300) -> str:
+    if isinstance(exc, ValidationError):
+        text = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors())
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def read_record(job_id: str, raw: bytes | str) -> JobView:
+    """Parse a stored job record, tolerating records this version cannot read (an older schema, corruption).
+
+    A record whose request no longer validates keeps its state and result with ``spec`` None (an unfinished
+    one is shown failed: no worker can run it); a record that is not a job at all shows as failed. Never raises,
+    so one bad record cannot turn a job list into a 500.
+    """
+    try:
+        return JobView.model_validate_json(raw)
+    except ValidationError as exc:
+        first: Exception = exc
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        data, first = None, exc
+    if isinstance(data, dict) and "spec" in data:
+        try:
+            view = JobView.model_validate({**data, "id": job_id, "spec": None})
+        except ValidationError:
+            pass
+        else:
+            note = f"the stored job request cannot be read by this version ({_reason(first)})"
+            if view.status in TERMINAL:
+                return view.model_copy(update={"error": f"{view.error}; {note}" if view.error else note})
+            return view.model_copy(update={"status": "failed", "error": f"{note}; submit the job again",
+                                           "progress": view.progress.model_copy(update={"stage": "failed"})})
+    created = data.get("created_at") if isinstance(data, dict) else None
+    try:
+        created_at = TypeAdapter(datetime).validate_python(created) if created is not None else None
+    except ValidationError:
+        created_at = None
+    return JobView(id=job_id, status="failed", spec=None, progress=Progress(stage="failed"), created_at=created_at,
+                   error=f"the stored job record cannot be read ({_reason(first)}); submit the job again")
+
+
 class JobStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -46,13 +90,18 @@ class JobStore:
         return view
 
     def get(self, job_id: str, with_result: bool = True) -> JobView | None:
+        """The job's view; a record or result that cannot be read shows as a failed job that says why."""
         raw = self.redis.get(JOB_KEY.format(job_id))
         if raw is None:
             return None
-        view = JobView.model_validate_json(raw)
+        view = read_record(job_id, raw)
         if with_result and view.status == "finished":
             result = self.redis.get(RESULT_KEY.format(job_id))
-            view.result = json.loads(result) if result else None
+            try:
+                view.result = json.loads(result) if result else None
+            except (ValueError, UnicodeDecodeError) as exc:
+                return view.model_copy(update={"status": "failed", "result": None, "error": (
+                    f"the stored result of this job cannot be read ({_reason(exc)}); submit the job again")})
         return view
 
     def _update(self, job_id: str, **fields: Any) -> bool:
@@ -96,5 +145,5 @@ class JobStore:
 
     def list(self, limit: int = 50) -> list[JobView]:
         ids = self.redis.zrevrange(JOB_INDEX, 0, limit - 1)
-        views = [self.get(i.decode() if isinstance(i, bytes) else i, with_result=False) for i in ids]
+        views = [self.get(i.decode(errors="replace") if isinstance(i, bytes) else i, with_result=False) for i in ids]
         return [v for v in views if v is not None]
