@@ -27,6 +27,7 @@ from soundcheck.metrics.kernel import KernelTerms
 _VERSIONS = {name: "1" for name in METRIC_NAMES}
 _VERSIONS["fad"] = _VERSIONS["fad_inf"] = _VERSIONS["fad_per_file"] = "2"  # centred stats, Cholesky trace
 _VERSIONS["ndb"] = _VERSIONS["prdc"] = "2"  # one sample per file by default
+_VERSIONS["mcd"] = "2"  # SPTK mel-cepstra of order 24 (version 1, on 13 log-mel MFCC, is now mfcc_distance)
 FAD_FAMILY = frozenset({"fad", "fad_inf", "fad_per_file"})
 
 
@@ -413,14 +414,27 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
                       "timing_s": timing})
 
 
-_SIGNAL_FUNCS: dict[str, Callable[[np.ndarray, np.ndarray, int], Any]] = {
-    "snr": lambda a, b, sr: sig.snr(a, b),
-    "si_sdr": lambda a, b, sr: sig.si_sdr(a, b),
-    "lsd": lambda a, b, sr: sig.log_spectral_distance(a, b),
-    "mcd": lambda a, b, sr: sig.mel_cepstral_distortion(a, b, sr),
-    "mrstft": lambda a, b, sr: sig.multi_resolution_stft_distance(a, b)["value"],
+_SIGNAL_FUNCS: dict[str, Callable[[np.ndarray, np.ndarray, int, MetricOptions], Any]] = {
+    "snr": lambda a, b, sr, o: sig.snr(a, b),
+    "si_sdr": lambda a, b, sr, o: sig.si_sdr(a, b),
+    "lsd": lambda a, b, sr, o: sig.log_spectral_distance(a, b),
+    "mcd": lambda a, b, sr, o: sig.mel_cepstral_distortion(a, b, sr, o.mcd.alignment),
+    "mrstft": lambda a, b, sr, o: sig.multi_resolution_stft_distance(a, b)["value"],
+    "mfcc_distance": lambda a, b, sr, o: sig.mfcc_distance(a, b, sr),
 }
-_SIGNAL_UNITS = {"snr": "dB", "si_sdr": "dB", "lsd": "dB", "mcd": "dB", "mrstft": "SC + mean |ln mag| (512/1024/2048)"}
+_SIGNAL_UNITS = {"snr": "dB", "si_sdr": "dB", "lsd": "dB", "mcd": "dB", "mrstft": "SC + mean |ln mag| (512/1024/2048)",
+                 "mfcc_distance": "dB"}
+
+
+def _signal_details(metric: str, options: MetricOptions, rates: set[int]) -> dict[str, Any]:
+    """What a reader needs to compare a value with a paper: the analysis and its settings."""
+    if metric == "mcd":
+        return {"alignment": options.mcd.alignment, "order": sig.MCD_ORDER,
+                "alpha": {str(r): sig.mel_alpha(r) for r in sorted(rates)},
+                "analysis": "SPTK mcep on 25 ms Hamming frames, 5 ms hop; c1..c24 compared"}
+    if metric == "mfcc_distance":
+        return {"analysis": "13 MFCC of 40 HTK log-mel bands, 25 ms Hann / 10 ms hop; c1..c12 compared"}
+    return {}
 
 
 def evaluate_signals(metrics: Sequence[str], pairs: Iterable[tuple[str, np.ndarray, np.ndarray, int]],
@@ -431,19 +445,26 @@ def evaluate_signals(metrics: Sequence[str], pairs: Iterable[tuple[str, np.ndarr
     names: list[str] = []
     values: dict[str, list[float]] = {m: [] for m in metrics}
     mismatched: list[str] = []
+    rates: set[int] = set()
     for name, ref, cand, rate in pairs:
-        a, b, info = sig.align_pair(ref, cand)
+        _, _, info = sig.align_pair(ref, cand)
         names.append(name)
+        rates.add(int(rate))
         if info.mismatch:
             mismatched.append(f"{name} ({info.reference_samples} vs {info.candidate_samples} samples)")
         for m in metrics:
-            values[m].append(float(_SIGNAL_FUNCS[m](a, b, rate)))
+            try:  # each metric trims the pair itself (mcd with DTW aligns the whole files instead)
+                values[m].append(float(_SIGNAL_FUNCS[m](ref, cand, rate, options)))
+            except ValueError as exc:  # a limit of the metric (DTW size): the user's to fix
+                raise MetricInputError(f"{m} of {name}: {exc}") from exc
     if not names:
         raise MetricInputError("signal metrics need files paired by name, and there are none")
     warnings = []
     if mismatched:
         warnings.append(f"{len(mismatched)} pairs differ in length by more than 1% and were trimmed to the shorter: "
-                        + ", ".join(mismatched[:10]) + (" ..." if len(mismatched) > 10 else ""))
+                        + ", ".join(mismatched[:10]) + (" ..." if len(mismatched) > 10 else "")
+                        + (" (mcd with alignment 'dtw' aligned the whole files)"
+                           if "mcd" in metrics and options.mcd.alignment == "dtw" else ""))
     weights = resample_weights(len(names), options.bootstrap, options.seed) if options.bootstrap else None
     results = {}
     for m in metrics:
@@ -460,7 +481,7 @@ def evaluate_signals(metrics: Sequence[str], pairs: Iterable[tuple[str, np.ndarr
         interval = percentile_interval(boot, options.confidence, point) if boot is not None else None
         results[m] = {"value": point, "unit": _SIGNAL_UNITS[m],
                       "interval": interval.as_dict() if interval else None, "n_reference": len(names),
-                      "n_candidate": len(names), "n_pairs": len(names),
+                      "n_candidate": len(names), "n_pairs": len(names), **_signal_details(m, options, rates),
                       "per_file": [{"name": n, "value": x} for n, x in zip(names, v, strict=True)]}
     return json_safe({"metrics": results, "diagnostics": {"pairs": len(names), "length_mismatches": len(mismatched)},
                       "warnings": warnings})

@@ -12,11 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MetricName = Literal[
     "fad", "fad_inf", "fad_per_file", "kad", "ndb", "prdc", "accuracy", "is", "kl",
-    "snr", "si_sdr", "lsd", "mcd", "mrstft",
+    "snr", "si_sdr", "lsd", "mcd", "mrstft", "mfcc_distance",
 ]
 METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
 #: Metrics computed on waveforms of files paired by name; they need no embedding model.
-SIGNAL_METRICS = frozenset({"snr", "si_sdr", "lsd", "mcd", "mrstft"})
+SIGNAL_METRICS = frozenset({"snr", "si_sdr", "lsd", "mcd", "mrstft", "mfcc_distance"})
 #: Metrics that need class probabilities from an AudioSet classifier (yamnet or cnn14).
 CLASS_PROB_METRICS = frozenset({"is", "kl"})
 JobStatus = Literal["queued", "running", "finished", "failed"]
@@ -129,6 +129,12 @@ class IsOptions(_Strict):
                         description="Splits of the candidate files (needs at least this many candidate files).")
 
 
+class McdOptions(_Strict):
+    alignment: Literal["plain", "dtw"] = Field(
+        "plain", description="How frames are paired: 'plain' (frame t with frame t, both files trimmed to the "
+        "shorter) or 'dtw' (dynamic time warping of the whole files on the mel-cepstra; files up to ~20 s each).")
+
+
 class MetricOptions(_Strict):
     """Options shared by all metrics plus one block per metric that has its own."""
 
@@ -145,6 +151,7 @@ class MetricOptions(_Strict):
     prdc: PrdcOptions = PrdcOptions()
     accuracy: AccuracyOptions = AccuracyOptions()
     is_: IsOptions = Field(IsOptions(), alias="is")
+    mcd: McdOptions = McdOptions()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
@@ -265,8 +272,10 @@ METRIC_INFO: dict[str, dict[str, str | None]] = {
     "si_sdr": {"title": "Scale-invariant SDR (dB)", "needs": "paired files", "better": "higher",
                "reference": "Le Roux et al., ICASSP 2019"},
     "lsd": {"title": "Log-spectral distance (dB)", "needs": "paired files", "better": "lower", "reference": None},
-    "mcd": {"title": "Mel cepstral distortion (dB)", "needs": "paired files", "better": "lower",
-            "reference": "Kubichek 1993"},
+    "mcd": {"title": "Mel cepstral distortion (dB), SPTK mel-cepstra of order 24", "needs": "paired files",
+            "better": "lower", "reference": "Kubichek 1993; mel-cepstral analysis of Fukada et al. 1992 (SPTK mcep)"},
+    "mfcc_distance": {"title": "MFCC distance (dB), the Kubichek constant on 13 log-mel MFCC", "needs": "paired files",
+                      "better": "lower", "reference": "soundcheck's mcd before version 2; not comparable with MCD"},
     "mrstft": {"title": "Multi-resolution STFT distance", "needs": "paired files", "better": "lower",
                "reference": "Yamamoto et al., ICASSP 2020"},
 }

@@ -26,6 +26,7 @@ from soundcheck.metrics.signal import (
     align_pair,
     log_spectral_distance,
     mel_cepstral_distortion,
+    mfcc_distance,
     multi_resolution_stft_distance,
     si_sdr,
     snr,
@@ -36,7 +37,8 @@ __all__ = [
     "NdbBins", "NdbResult", "PrdcTerms", "align_pair", "bootstrap_interval", "bootstrap_weighted",
     "classification_accuracy", "covariance_diagnostics", "fad_inf", "fad_per_file", "frechet_diagnostics",
     "frechet_distance", "inception_score", "kernel_audio_distance", "linear_probe", "log_spectral_distance",
-    "median_pairwise_distance", "mel_cepstral_distortion", "multi_resolution_stft_distance", "ndb_jsd",
+    "median_pairwise_distance", "mel_cepstral_distortion", "mfcc_distance", "multi_resolution_stft_distance",
+    "ndb_jsd",
     "paired_kl", "percentile_interval", "prdc", "resample_indices", "resample_weights", "si_sdr", "snr",
     "trace_sqrt_product",
 ]

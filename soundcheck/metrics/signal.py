@@ -12,12 +12,20 @@ import numpy as np
 from scipy.fft import dct
 
 from soundcheck.embeddings.frontend import mel_matrix
+from soundcheck.metrics.mcep import mel_alpha, mel_cepstrum
 
 #: Cap of SNR and SI-SDR: above 16-bit quantisation (~96 dB) a copy is as good as identical.
 MAX_DB = 100.0
 LENGTH_TOLERANCE = 0.01
 LSD_FFT, LSD_HOP, POWER_FLOOR = 2048, 512, 1e-10
-MCD_WINDOW_S, MCD_HOP_S, MCD_MELS, MCD_COEFFS = 0.025, 0.010, 40, 13
+MFCC_WINDOW_S, MFCC_HOP_S, MFCC_MELS, MFCC_COEFFS = 0.025, 0.010, 40, 13
+#: MCD analysis: 25 ms Hamming frames every 5 ms (the WORLD frame period of pymcd and Merlin), FFT the next power of
+#: two, mel-cepstrum of order 24 (c1..c24 compared), periodogram floor 1e-8 (SPTK's -e as pymcd and Merlin use it).
+MCD_WINDOW_S, MCD_HOP_S, MCD_ORDER, MCD_EPS = 0.025, 0.005, 24, 1e-8
+MCD_ALIGNMENTS = ("plain", "dtw")
+#: DTW keeps an N x M cost table (8 bytes a cell): 16M cells is 20 s against 20 s at the 5 ms hop (128 MB).
+DTW_MAX_CELLS = 16_000_000
+_DB = 10.0 / np.log(10.0)
 MRSTFT_FFTS, MAG_FLOOR = (512, 1024, 2048), 1e-7
 
 
@@ -89,22 +97,81 @@ def log_spectral_distance(ref: np.ndarray, est: np.ndarray, n_fft: int = LSD_FFT
     return float(np.sqrt(((p - q) ** 2).mean(axis=1)).mean())
 
 
-def mfcc(x: np.ndarray, sample_rate: int, n_coeffs: int = MCD_COEFFS) -> np.ndarray:
+def mfcc(x: np.ndarray, sample_rate: int, n_coeffs: int = MFCC_COEFFS) -> np.ndarray:
     """MFCC [frames, n_coeffs]: 25 ms Hann / 10 ms hop, 40 HTK mel bands 0..sr/2, natural log of mel power
     (+1e-10), orthonormal DCT-II."""
-    win = int(round(MCD_WINDOW_S * sample_rate))
+    win = int(round(MFCC_WINDOW_S * sample_rate))
     n_fft = 2 ** int(np.ceil(np.log2(win)))
-    power = stft_magnitude(x, n_fft, int(round(MCD_HOP_S * sample_rate)), win) ** 2
-    mel = power @ mel_matrix(MCD_MELS, n_fft, sample_rate, 0.0, sample_rate / 2.0)
+    power = stft_magnitude(x, n_fft, int(round(MFCC_HOP_S * sample_rate)), win) ** 2
+    mel = power @ mel_matrix(MFCC_MELS, n_fft, sample_rate, 0.0, sample_rate / 2.0)
     return dct(np.log(mel + POWER_FLOOR), type=2, norm="ortho", axis=1)[:, :n_coeffs]
 
 
-def mel_cepstral_distortion(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
-    """Mean over time-aligned frames (no DTW) of (10 / ln 10) sqrt(2 sum_{k=1}^{12} (c_k - c_hat_k)^2) dB:
-    13 MFCC c0..c12 with the energy term c0 excluded; the constant of Kubichek (1993) as used by TTS toolkits."""
+def mfcc_distance(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
+    """Mean over time-aligned frames of (10 / ln 10) sqrt(2 sum_{k=1}^{12} (c_k - c_hat_k)^2) on 13 MFCC (c0
+    excluded): the Kubichek constant on log-mel MFCC, soundcheck's `mcd` before version 2. Its values are 10-20x
+    those of the mel-cepstral MCD, so it is no MCD to compare with papers."""
     s, e, _ = align_pair(ref, est)
     diff = mfcc(s, sample_rate)[:, 1:] - mfcc(e, sample_rate)[:, 1:]
-    return float((10.0 / np.log(10.0) * np.sqrt(2.0 * (diff**2).sum(axis=1))).mean())
+    return float((_DB * np.sqrt(2.0 * (diff**2).sum(axis=1))).mean())
+
+
+def mcd_frames(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    """Hamming-windowed frames [n, n_fft] (centred, zero padding as the other spectra here) and n_fft."""
+    win, hop = int(round(MCD_WINDOW_S * sample_rate)), max(1, int(round(MCD_HOP_S * sample_rate)))
+    n_fft = 2 ** int(np.ceil(np.log2(win)))
+    x = np.pad(np.asarray(x, dtype=np.float64).ravel(), (win // 2, win // 2))
+    if len(x) < win:
+        x = np.pad(x, (0, win - len(x)))
+    frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop] * np.hamming(win)
+    return np.pad(frames, ((0, 0), (0, n_fft - win))), n_fft
+
+
+def mel_cepstra(x: np.ndarray, sample_rate: int, order: int = MCD_ORDER) -> np.ndarray:
+    """Mel-cepstra c0..c_order [frames, order + 1] by SPTK's mcep analysis, alpha from the sample rate."""
+    frames, n_fft = mcd_frames(x, sample_rate)
+    return mel_cepstrum(frames, order, mel_alpha(sample_rate), n_fft, MCD_EPS)
+
+
+def dtw_path(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs of the cheapest monotone path from (0, 0) to (N-1, M-1) with steps (1,1), (1,0), (0,1) and
+    Euclidean frame cost (the DTW that pymcd approximates with fastdtw, here exact). Anti-diagonals are
+    filled at once; ties prefer the diagonal step."""
+    n, m = len(a), len(b)
+    if n * m > DTW_MAX_CELLS:
+        raise ValueError(f"DTW of {n} x {m} frames exceeds {DTW_MAX_CELLS} cells (about 20 s against 20 s); use "
+                         "alignment 'plain' or shorter files")
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0.0
+    for d in range(2, n + m + 1):
+        i = np.arange(max(1, d - m), min(n, d - 1) + 1)
+        j = d - i
+        cost = np.sqrt(((a[i - 1] - b[j - 1]) ** 2).sum(axis=1))
+        acc[i, j] = cost + np.minimum(np.minimum(acc[i - 1, j - 1], acc[i - 1, j]), acc[i, j - 1])
+    i, j, path = n, m, []
+    while i > 0 and j > 0:
+        path.append((i - 1, j - 1))
+        steps = (acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1])
+        k = int(np.argmin(steps))
+        i, j = (i - 1, j - 1) if k == 0 else (i - 1, j) if k == 1 else (i, j - 1)
+    idx = np.array(path[::-1])
+    return idx[:, 0], idx[:, 1]
+
+
+def mel_cepstral_distortion(ref: np.ndarray, est: np.ndarray, sample_rate: int, alignment: str = "plain") -> float:
+    """MCD (Kubichek 1993) in dB: mean over frames of (10 / ln 10) sqrt(2 sum_{k=1}^{24} (c~_k - c~hat_k)^2), c~
+    the order-24 mel-cepstra of SPTK's mcep analysis (c0, the gain, excluded). ``alignment`` 'plain' pairs
+    frame t with frame t after trimming both signals to the shorter; 'dtw' pairs the frames of the whole
+    signals along the DTW path on c~1..c~24 and averages over the path."""
+    if alignment not in MCD_ALIGNMENTS:
+        raise ValueError(f"alignment must be one of {MCD_ALIGNMENTS}, not {alignment!r}")
+    if alignment == "plain":
+        ref, est, _ = align_pair(ref, est)
+    a, b = mel_cepstra(ref, sample_rate)[:, 1:], mel_cepstra(est, sample_rate)[:, 1:]
+    if alignment == "dtw":
+        i, j = dtw_path(a, b)
+        a, b = a[i], b[j]
+    return float((_DB * np.sqrt(2.0 * ((a - b) ** 2).sum(axis=1))).mean())
 
 
 def multi_resolution_stft_distance(ref: np.ndarray, est: np.ndarray, fft_sizes: tuple[int, ...] = MRSTFT_FFTS
