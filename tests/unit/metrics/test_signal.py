@@ -289,3 +289,37 @@ def test_mcd_of_typical_degradations_is_in_the_published_range(tmp_path, rng):
         value = mel_cepstral_distortion(ref, cand, rate)
         assert 1.0 < value < 15.0
         assert mfcc_distance(ref, cand, rate) > 5 * value
+
+
+def test_evaluate_signals_names_the_mcd_analysis_and_alignment(rng):
+    from soundcheck.evaluation import MetricInputError, evaluate_signals, metric_versions
+    from soundcheck.jobspec import MetricOptions
+
+    pairs = [(f"f{i}.wav", _speech_like(rng, 4000, 16000), _speech_like(rng, 4400, 16000) + 0.01 * rng.standard_normal(
+        4400), 16000) for i in range(3)]
+    options = MetricOptions.model_validate({"bootstrap": 0, "mcd": {"alignment": "dtw"}})
+    res = evaluate_signals(["mcd", "mfcc_distance"], iter(pairs), options)
+    mcd = res["metrics"]["mcd"]
+    assert mcd["alignment"] == "dtw" and mcd["order"] == 24 and mcd["alpha"] == {"16000": pytest.approx(0.41)}
+    assert mcd["value"] == pytest.approx(np.mean([mel_cepstral_distortion(a, b, sr, "dtw") for _, a, b, sr in pairs]))
+    assert res["metrics"]["mfcc_distance"]["value"] == pytest.approx(
+        np.mean([mfcc_distance(a, b, sr) for _, a, b, sr in pairs]))
+    assert any("aligned the whole files" in w for w in res["warnings"])  # 10% longer candidates, not trimmed
+    plain = evaluate_signals(["mcd"], iter(pairs), MetricOptions(bootstrap=0))["metrics"]["mcd"]
+    assert plain["alignment"] == "plain" and plain["value"] != pytest.approx(mcd["value"])
+    assert metric_versions()["mcd"] == "2" and metric_versions()["mfcc_distance"] == "1"
+    long_pair = [("long.wav", np.zeros(16000 * 25), np.zeros(16000 * 25), 16000)]
+    with pytest.raises(MetricInputError, match="mcd of long.wav: DTW"):
+        evaluate_signals(["mcd"], long_pair, options)
+
+
+def test_mcd_options_are_checked_at_the_door():
+    from pydantic import ValidationError
+
+    from soundcheck.jobspec import JobCreate
+
+    spec = JobCreate.model_validate({"reference": "a", "candidate": "b", "metrics": ["mcd", "mfcc_distance"],
+                                     "options": {"mcd": {"alignment": "dtw"}}})
+    assert spec.options.mcd.alignment == "dtw"
+    with pytest.raises(ValidationError, match="alignment"):
+        JobCreate.model_validate({"reference": "a", "candidate": "b", "options": {"mcd": {"alignment": "soft"}}})
