@@ -25,6 +25,8 @@ MCD_WINDOW_S, MCD_HOP_S, MCD_ORDER, MCD_EPS = 0.025, 0.005, 24, 1e-8
 MCD_ALIGNMENTS = ("plain", "dtw")
 #: DTW keeps an N x M cost table (8 bytes a cell): 16M cells is 20 s against 20 s at the 5 ms hop (128 MB).
 DTW_MAX_CELLS = 16_000_000
+#: Frames analysed at once: bounds memory to ~MCD_BLOCK x n_fft x 8 bytes a few times (16 MB at 48 kHz).
+MCD_BLOCK = 1024
 _DB = 10.0 / np.log(10.0)
 MRSTFT_FFTS, MAG_FLOOR = (512, 1024, 2048), 1e-7
 
@@ -116,21 +118,31 @@ def mfcc_distance(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
     return float((_DB * np.sqrt(2.0 * (diff**2).sum(axis=1))).mean())
 
 
-def mcd_frames(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
-    """Hamming-windowed frames [n, n_fft] (centred, zero padding as the other spectra here) and n_fft."""
+def _mcd_frame_view(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Frames [n, win] as a view (centred, zero padding as the other spectra here), the Hamming window, n_fft."""
     win, hop = int(round(MCD_WINDOW_S * sample_rate)), max(1, int(round(MCD_HOP_S * sample_rate)))
-    n_fft = 2 ** int(np.ceil(np.log2(win)))
     x = np.pad(np.asarray(x, dtype=np.float64).ravel(), (win // 2, win // 2))
     if len(x) < win:
         x = np.pad(x, (0, win - len(x)))
-    frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop] * np.hamming(win)
-    return np.pad(frames, ((0, 0), (0, n_fft - win))), n_fft
+    return np.lib.stride_tricks.sliding_window_view(x, win)[::hop], np.hamming(win), 2 ** int(np.ceil(np.log2(win)))
 
 
-def mel_cepstra(x: np.ndarray, sample_rate: int, order: int = MCD_ORDER) -> np.ndarray:
-    """Mel-cepstra c0..c_order [frames, order + 1] by SPTK's mcep analysis, alpha from the sample rate."""
-    frames, n_fft = mcd_frames(x, sample_rate)
-    return mel_cepstrum(frames, order, mel_alpha(sample_rate), n_fft, MCD_EPS)
+def _cepstra(view: np.ndarray, window: np.ndarray, n_fft: int, sample_rate: int, rows: slice) -> np.ndarray:
+    return mel_cepstrum(view[rows] * window, MCD_ORDER, mel_alpha(sample_rate), n_fft, MCD_EPS)
+
+
+def mel_cepstra(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mel-cepstra c0..c24 [frames, 25] by SPTK's mcep analysis, alpha from the sample rate (in blocks of frames,
+    so an hour of audio never holds more than MCD_BLOCK spectra)."""
+    view, window, n_fft = _mcd_frame_view(x, sample_rate)
+    return np.concatenate([_cepstra(view, window, n_fft, sample_rate, slice(k, k + MCD_BLOCK))
+                           for k in range(0, len(view), MCD_BLOCK)])
+
+
+def _check_dtw_size(n: int, m: int) -> None:
+    if n * m > DTW_MAX_CELLS:
+        raise ValueError(f"DTW of {n} x {m} frames exceeds {DTW_MAX_CELLS} cells (about 20 s against 20 s at the "
+                         "5 ms hop); use alignment 'plain' or shorter files")
 
 
 def dtw_path(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,9 +150,7 @@ def dtw_path(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Euclidean frame cost (the DTW that pymcd approximates with fastdtw, here exact). Anti-diagonals are
     filled at once; ties prefer the diagonal step."""
     n, m = len(a), len(b)
-    if n * m > DTW_MAX_CELLS:
-        raise ValueError(f"DTW of {n} x {m} frames exceeds {DTW_MAX_CELLS} cells (about 20 s against 20 s); use "
-                         "alignment 'plain' or shorter files")
+    _check_dtw_size(n, m)
     acc = np.full((n + 1, m + 1), np.inf)
     acc[0, 0] = 0.0
     for d in range(2, n + m + 1):
@@ -165,13 +175,24 @@ def mel_cepstral_distortion(ref: np.ndarray, est: np.ndarray, sample_rate: int, 
     signals along the DTW path on c~1..c~24 and averages over the path."""
     if alignment not in MCD_ALIGNMENTS:
         raise ValueError(f"alignment must be one of {MCD_ALIGNMENTS}, not {alignment!r}")
-    if alignment == "plain":
-        ref, est, _ = align_pair(ref, est)
-    a, b = mel_cepstra(ref, sample_rate)[:, 1:], mel_cepstra(est, sample_rate)[:, 1:]
     if alignment == "dtw":
+        _check_dtw_size(len(_mcd_frame_view(ref, sample_rate)[0]), len(_mcd_frame_view(est, sample_rate)[0]))
+        a, b = mel_cepstra(ref, sample_rate)[:, 1:], mel_cepstra(est, sample_rate)[:, 1:]
         i, j = dtw_path(a, b)
-        a, b = a[i], b[j]
-    return float((_DB * np.sqrt(2.0 * ((a - b) ** 2).sum(axis=1))).mean())
+        return float(_frame_distortion(a[i], b[j]).mean())
+    ref, est, _ = align_pair(ref, est)
+    (va, window, n_fft), (vb, _, _) = _mcd_frame_view(ref, sample_rate), _mcd_frame_view(est, sample_rate)
+    total = 0.0
+    for k in range(0, len(va), MCD_BLOCK):
+        rows = slice(k, k + MCD_BLOCK)
+        a, b = _cepstra(va, window, n_fft, sample_rate, rows), _cepstra(vb, window, n_fft, sample_rate, rows)
+        total += float(_frame_distortion(a[:, 1:], b[:, 1:]).sum())
+    return total / len(va)
+
+
+def _frame_distortion(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(10 / ln 10) sqrt(2 sum_k (a_k - b_k)^2) per frame, dB."""
+    return _DB * np.sqrt(2.0 * ((a - b) ** 2).sum(axis=1))
 
 
 def multi_resolution_stft_distance(ref: np.ndarray, est: np.ndarray, fft_sizes: tuple[int, ...] = MRSTFT_FFTS

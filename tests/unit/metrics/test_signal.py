@@ -222,6 +222,19 @@ def test_mcd_equals_the_pysptk_pipeline_on_speech(tmp_path, rng):
     assert mel_cepstral_distortion(a, b, 16000) == pytest.approx(_reference_mcd(pysptk, a, b, 16000), rel=1e-9)
 
 
+def test_mcd_in_blocks_of_frames_equals_the_pysptk_pipeline(rng, monkeypatch):
+    """Long files are analysed in blocks of MCD_BLOCK frames; block edges must not change a value."""
+    pysptk = _pysptk()
+    from soundcheck.metrics import signal
+
+    a = _speech_like(rng, 6000, 16000)
+    b = a + 0.02 * rng.standard_normal(6000)
+    monkeypatch.setattr(signal, "MCD_BLOCK", 37)  # 76 frames: blocks of 37, 37 and 2
+    expected = _reference_mcd(pysptk, a, b, 16000)
+    assert mel_cepstral_distortion(a, b, 16000) == pytest.approx(expected, rel=1e-9)
+    assert mel_cepstral_distortion(a, b[:5000], 16000, "dtw") > 0.0
+
+
 def _direct_dtw(a, b):
     """Textbook DTW: a cell-by-cell loop over the accumulated cost, then the backtrack, ties to the diagonal."""
     n, m = len(a), len(b)
