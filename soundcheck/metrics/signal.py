@@ -1,4 +1,5 @@
-"""Signal metrics on paired mono waveforms (reference s, candidate s_hat), trimmed to the shorter one.
+"""Signal metrics on paired mono waveforms (reference s, candidate s_hat), trimmed to the shorter one (except MCD
+with DTW alignment, which pairs the frames of the whole files).
 
 Spectra use a periodic Hann window, frames centred with zero padding (so a short file still has frames),
 float64 throughout. Ratios are capped at ``MAX_DB`` so a perfect copy gives a large finite number, never inf.
@@ -111,7 +112,7 @@ def mfcc(x: np.ndarray, sample_rate: int, n_coeffs: int = MFCC_COEFFS) -> np.nda
 
 def mfcc_distance(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> float:
     """Mean over time-aligned frames of (10 / ln 10) sqrt(2 sum_{k=1}^{12} (c_k - c_hat_k)^2) on 13 MFCC (c0
-    excluded): the Kubichek constant on log-mel MFCC, soundcheck's `mcd` before version 2. Its values are 10-20x
+    excluded): the Kubichek constant on log-mel MFCC, soundcheck's `mcd` before version 2. Its values are 10-30x
     those of the mel-cepstral MCD, so it is no MCD to compare with papers."""
     s, e, _ = align_pair(ref, est)
     diff = mfcc(s, sample_rate)[:, 1:] - mfcc(e, sample_rate)[:, 1:]
