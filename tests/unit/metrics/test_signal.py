@@ -336,3 +336,14 @@ def test_mcd_options_are_checked_at_the_door():
     assert spec.options.mcd.alignment == "dtw"
     with pytest.raises(ValidationError, match="alignment"):
         JobCreate.model_validate({"reference": "a", "candidate": "b", "options": {"mcd": {"alignment": "soft"}}})
+
+
+def test_a_singular_newton_system_stops_only_its_own_frame():
+    from soundcheck.metrics.mcep import _solve
+
+    a = np.stack([2.0 * np.eye(3), np.zeros((3, 3))])
+    b = np.ones((2, 3))
+    active = np.ones(5, dtype=bool)
+    step = _solve(a, b, active, np.array([1, 3]))
+    np.testing.assert_array_equal(step, [[0.5, 0.5, 0.5], [0.0, 0.0, 0.0]])
+    assert active.tolist() == [True, True, True, False, True]
