@@ -455,7 +455,7 @@ def evaluate_signals(metrics: Sequence[str], pairs: Iterable[tuple[str, np.ndarr
         for m in metrics:
             try:  # each metric trims the pair itself (mcd with DTW aligns the whole files instead)
                 values[m].append(float(_SIGNAL_FUNCS[m](ref, cand, rate, options)))
-            except ValueError as exc:  # a limit of the metric (DTW size): the user's to fix
+            except sig.SignalInputError as exc:  # a limit of the metric (DTW size): the user's to fix
                 raise MetricInputError(f"{m} of {name}: {exc}") from exc
     if not names:
         raise MetricInputError("signal metrics need files paired by name, and there are none")

@@ -32,6 +32,10 @@ _DB = 10.0 / np.log(10.0)
 MRSTFT_FFTS, MAG_FLOOR = (512, 1024, 2048), 1e-7
 
 
+class SignalInputError(ValueError):
+    """A pair this metric cannot take with these settings (DTW beyond its table size): the user's to fix."""
+
+
 @dataclass(frozen=True)
 class Alignment:
     reference_samples: int
@@ -142,7 +146,7 @@ def mel_cepstra(x: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def _check_dtw_size(n: int, m: int) -> None:
     if n * m > DTW_MAX_CELLS:
-        raise ValueError(f"DTW of {n} x {m} frames exceeds {DTW_MAX_CELLS} cells (about 20 s against 20 s at the "
+        raise SignalInputError(f"DTW of {n} x {m} frames exceeds {DTW_MAX_CELLS} cells (about 20 s against 20 s at the "
                          "5 ms hop); use alignment 'plain' or shorter files")
 
 
