@@ -160,7 +160,8 @@ class BodyLimit:
     async def _reject(self, send: Any, size: int) -> None:
         response = problem(413, "Payload Too Large", f"request body of more than {self.limit} bytes ({size} "
                            "seen) exceeds SOUNDCHECK_MAX_UPLOAD_BYTES; split the upload")
-        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+        headers = [*response.raw_headers, (b"connection", b"close")]  # do not drain the rest of the upload
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 
 

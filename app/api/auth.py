@@ -76,6 +76,11 @@ def _network_without_token(server: tuple[str, int | None] | None, settings: Sett
     return binding_problem(str(server[0]), server[1], settings)
 
 
+def _has_body(scope: dict[str, Any]) -> bool:
+    headers = dict(scope.get("headers") or [])
+    return b"transfer-encoding" in headers or headers.get(b"content-length", b"0") not in (b"0", b"")
+
+
 def token_fingerprint(token: str) -> str:
     """A stable, non-reversible name for a token (quota keys, logs); never the token itself."""
     return hashlib.sha256(token.encode()).hexdigest()[:16]
@@ -157,8 +162,11 @@ class Guard:
         if fingerprint is None:
             log.warning("401 for %s %s from %s: %s", scope.get("method"), path, client_ip, why)
             challenge = 'Bearer realm="soundcheck"' + (', error="invalid_token"' if values else "")
+            headers = [(b"www-authenticate", challenge.encode())]
+            if _has_body(scope):  # close rather than let the server drain an upload nobody will read
+                headers.append((b"connection", b"close"))
             await send_problem(send, 401, "Unauthorized", f"{why}; send `Authorization: Bearer <token>` with a token "
-                               "from SOUNDCHECK_API_TOKEN(S)", [(b"www-authenticate", challenge.encode())])
+                               "from SOUNDCHECK_API_TOKEN(S)", headers)
             return
         state.update({CLIENT: f"token:{fingerprint}", AUTHORIZED: True})
         await self.app(scope, receive, send)
