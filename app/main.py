@@ -17,9 +17,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.auth import REQUEST_ID, Guard, RequestId, check_binding
+from app.api.auth import REQUEST_ID, Guard, RequestId, check_binding, route_path
 from app.api.deps import require_token
-from app.api.problems import install_openapi
+from app.api.problems import allowed_methods, install_openapi
 from app.api.routes import datasets, health, jobs, metrics, models
 from app.datasets import Forbidden
 from app.jobs import JobRequestError
@@ -56,16 +56,18 @@ def _short(value: Any) -> Any:
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)  # also FastAPI's; and Starlette's own 404/405 from routing
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         titles = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
                   405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 422: "Unprocessable Content"}
         detail = str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = "no such resource; the api lives under /v1 (see /docs)"
-        elif exc.status_code == 405:
-            detail = f"method not allowed here; allowed: {(exc.headers or {}).get('Allow', 'see /docs')}"
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request.app, route_path(request.scope)) or headers.get("Allow", "")
+            detail = f"method {request.method} is not allowed here; allowed: {headers['Allow'] or 'none'}"
         response = problem(exc.status_code, titles.get(exc.status_code, "Error"), detail)
-        response.headers.update(exc.headers or {})
+        response.headers.update(headers)
         return response
 
     @app.exception_handler(RequestValidationError)

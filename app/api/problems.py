@@ -12,8 +12,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.routing import compile_path
 
 PROBLEM = "application/problem+json"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
 DESCRIPTIONS: dict[int, str] = {
     400: "Malformed request: the body is not valid JSON or not a readable form.",
@@ -76,6 +78,25 @@ def _common_statuses(path: str, operation: dict[str, Any]) -> list[int]:
     if body or operation.get("parameters"):
         statuses.append(422)
     return statuses
+
+
+def allowed_methods(app: FastAPI, path: str) -> str | None:
+    """`Allow` for a path: every method the document lists for it (Starlette's own 405 names only the methods of
+    the first route that matched the path, e.g. POST for /v1/jobs, which also has GET)."""
+    table = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = {}
+        for template, item in app.openapi().get("paths", {}).items():
+            methods = {m.upper() for m in item if m.upper() in HTTP_METHODS}
+            if "GET" in methods:
+                methods.add("HEAD")
+            table[template] = (compile_path(template)[0], methods)
+        app.state.allow_table = table
+    if path in table:  # a literal path (/v1/datasets/register) is its own resource, not /v1/datasets/{dataset_id}
+        found = table[path][1]
+    else:
+        found = set().union(*(methods for regex, methods in table.values() if regex.match(path)))
+    return ", ".join(sorted(found)) if found else None
 
 
 def install_openapi(app: FastAPI, secured: bool) -> None:

@@ -17,7 +17,8 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 @router.post("", status_code=201, response_model=DatasetView, response_model_exclude_none=True,
              responses=errors(503))
 def upload_dataset(
-    files: Annotated[list[UploadFile], File(description="Audio files and/or zip archives; labels.csv optional")],
+    files: Annotated[list[UploadFile], File(min_length=1,
+                                            description="Audio files and/or zip archives; labels.csv optional")],
     manifests: ManifestsDep,
     blobs: BlobsDep,
     settings: SettingsDep,
