@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,6 +51,9 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
 
 
 def _short(value: Any) -> Any:
+    """The input echoed in a 422, JSON-safe: `1e999` in a body parses to inf, which JSON cannot carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     text = repr(value)
     return value if len(text) <= 200 and isinstance(value, str | int | float | bool | None) else text[:200]
 

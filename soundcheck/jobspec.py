@@ -23,7 +23,7 @@ JobStatus = Literal["queued", "running", "finished", "failed"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON cannot carry inf: it would turn into null
 
 
 class FadInfOptions(_Strict):

@@ -351,6 +351,17 @@ def test_routing_and_parsing_errors_are_problems(secured: Live) -> None:
     assert bad_form.status_code in (400, 422) and bad_form.headers["content-type"].startswith(PROBLEM)
     body = _problem(httpx.post(f"{secured.url}/v1/jobs", json={"reference": 1}, headers=headers), 422)
     assert body["errors"]
+    for odd in (b'{"reference": "\xff\xfe"}', b"[" * 200_000 + b"]" * 200_000, b'{"reference": 1e999999}',
+                b'{"reference": NaN}',
+                b'{"reference": "a", "candidate": "b", "options": {"bootstrap": -Infinity}}',
+                b"\x00" * 100, b'"just a string"'):
+        response = httpx.post(f"{secured.url}/v1/jobs", content=odd,
+                              headers={**headers, "content-type": "application/json"})
+        assert response.status_code in (400, 422), (odd[:20], response.text)
+        assert response.headers["content-type"].startswith(PROBLEM)
+    chunked = httpx.post(f"{secured.url}/v1/datasets", content=iter([b"--x\r\n"] * 4),
+                         headers={"content-type": "multipart/form-data; boundary=x"})
+    assert _problem(chunked, 401) and chunked.headers["connection"] == "close"
 
 
 @pytest.mark.parametrize("path", ["/data\u0000/x", "~nosuchuser4711/x", "/" + "a" * 5000, "relative/x",
@@ -391,3 +402,14 @@ def test_auth_failures_are_logged_without_the_token(secured: Live) -> None:
         time.sleep(0.05)
     log = secured.log_text()
     assert "unknown bearer token" in log and "leaked-secret-xyz" not in log and NEW not in log
+
+
+@pytest.mark.parametrize("options", ['{"kad": {"scale": Infinity}}', '{"kad": {"bandwidth": 1e400}}',
+                                     '{"confidence": NaN}'])
+def test_non_finite_options_are_refused_not_stored(secured: Live, options: str) -> None:
+    headers = _auth(OLD)
+    ds = _dataset(secured, headers, 660)
+    body = f'{{"reference": "{ds}", "candidate": "{ds}", "metrics": ["kad"], "options": {options}}}'.encode()
+    response = httpx.post(f"{secured.url}/v1/jobs", content=body,
+                          headers={**headers, "content-type": "application/json"})
+    _problem(response, 422)
