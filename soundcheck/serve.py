@@ -107,7 +107,7 @@ class Service:
         s = self.settings
         from app.api.auth import binding_problem  # the api would refuse too: say why before starting anything
 
-        if reason := binding_problem(s.api_host, s.api_port, s):
+        if reason := binding_problem(s.api_host, s, f"{s.api_host}:{s.api_port}"):
             raise ServeError(reason)
         logs = s.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)

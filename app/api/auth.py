@@ -46,20 +46,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def binding_problem(host: str, port: int | None, settings: Settings) -> str | None:
-    """Why serving on ``host`` is refused, or None when it is fine."""
+def binding_problem(host: str, settings: Settings, where: str | None = None) -> str | None:
+    """Why serving on ``host`` is refused, or None when it is fine (``where`` names it in the message)."""
     if settings.accepted_tokens or settings.allow_unauthenticated_network or is_loopback(host):
         return None
-    where = f"{host}:{port}" if port is not None else host
-    return (f"refusing to serve the soundcheck api on {where} without a token: anyone who can reach that address "
-            "could upload files, register server directories and queue jobs. Set SOUNDCHECK_API_TOKEN (or "
+    return (f"refusing to serve the soundcheck api on {where or host} without a token: anyone who can reach that "
+            "address could upload files, register server directories and queue jobs. Set SOUNDCHECK_API_TOKEN (or "
             "SOUNDCHECK_API_TOKENS), or bind to 127.0.0.1 (SOUNDCHECK_API_HOST), or, when a firewall or an "
             "authenticating proxy already guards it, set SOUNDCHECK_ALLOW_UNAUTHENTICATED_NETWORK=1")
 
 
 def check_binding(settings: Settings) -> None:
     """Raise :class:`InsecureBinding` when the configured address is a network one and no token is set."""
-    reason = binding_problem(settings.api_host, settings.api_port, settings)
+    reason = binding_problem(settings.api_host, settings, f"{settings.api_host} (SOUNDCHECK_API_HOST)")
     if reason:
         raise InsecureBinding(reason)
 
@@ -73,7 +72,7 @@ def _network_without_token(server: tuple[str, int | None] | None, settings: Sett
         ipaddress.ip_address(str(server[0]))
     except ValueError:
         return None
-    return binding_problem(str(server[0]), server[1], settings)
+    return binding_problem(str(server[0]), settings, f"{server[0]}:{server[1]}")
 
 
 def _has_body(scope: dict[str, Any]) -> bool:
