@@ -413,3 +413,9 @@ def test_non_finite_options_are_refused_not_stored(secured: Live, options: str) 
     response = httpx.post(f"{secured.url}/v1/jobs", content=body,
                           headers={**headers, "content-type": "application/json"})
     _problem(response, 422)
+
+
+def test_head_and_options_without_a_token_are_401(secured: Live) -> None:
+    for method in ("HEAD", "OPTIONS"):
+        response = httpx.request(method, f"{secured.url}/v1/jobs")
+        assert response.status_code == 401 and response.headers["www-authenticate"].startswith("Bearer")
