@@ -51,10 +51,10 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
 
 
 def _short(value: Any) -> Any:
-    """The input echoed in a 422, JSON-safe: `1e999` in a body parses to inf, which JSON cannot carry."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
+    """The offending input, echoed as JSON can carry it (NaN and infinities, which JSON has not, as text)."""
     text = repr(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
     return value if len(text) <= 200 and isinstance(value, str | int | float | bool | None) else text[:200]
 
 

@@ -23,7 +23,10 @@ JobStatus = Literal["queued", "running", "finished", "failed"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON cannot carry inf: it would turn into null
+    """Unknown fields are errors, and no float may be NaN or infinite (JSON's ``NaN``/``Infinity`` literals and
+    ``1e309`` parse to such floats): a request is rejected at the door instead of failing in the worker."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class FadInfOptions(_Strict):
