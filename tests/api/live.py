@@ -44,13 +44,14 @@ def api_env(root: Path, redis_url: str, **settings: object) -> dict[str, str]:
 
 
 @contextmanager
-def live_api(root: Path, redis_url: str, host: str = "127.0.0.1", **settings: object) -> Iterator[Live]:
-    """uvicorn --factory app.main:app_factory on a free port; stopped (and reaped) on exit."""
+def live_api(root: Path, redis_url: str, host: str = "127.0.0.1", factory: str = "app.main:app_factory",
+             **settings: object) -> Iterator[Live]:
+    """uvicorn --factory <factory> on a free port; stopped (and reaped) on exit."""
     port = free_port()
     env = api_env(root, redis_url, **settings)
     log = root / f"uvicorn-{port}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "app.main:app_factory", "--host", host,
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", factory, "--host", host,
                                  "--port", str(port), "--log-level", "info"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     live = Live(f"http://127.0.0.1:{port}", port, log, Path(env["TMPDIR"]), proc)
