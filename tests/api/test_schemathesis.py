@@ -38,10 +38,12 @@ max-steps = 6
 include-name = ["POST /v1/jobs", "POST /v1/datasets/register", "POST /v1/datasets"]
 checks.positive_data_acceptance.expected-statuses = {SEMANTIC!r}
 
-# DELETE /v1/jobs/{id} cancels: the job stays readable (status failed, "canceled on request"), by design
+# DELETE /v1/jobs/{id} cancels: the job stays readable (status failed, "canceled on request"), by design, which
+# the stateful phase would report as a use after free (a run-level check, so no per-operation switch reaches it).
+# The operation keeps every check in the coverage and fuzzing phases.
 [[operations]]
-include-name = "GET /v1/jobs/{{job_id}}"
-checks.use_after_free.enabled = false
+include-name = "DELETE /v1/jobs/{{job_id}}"
+phases.stateful.enabled = false
 
 [[operations]]
 include-name = "POST /v1/datasets"
