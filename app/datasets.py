@@ -178,14 +178,23 @@ def resolve_allowed(raw: str, settings: Settings) -> Path:
     """Resolve a server path and require it under an operator-allowed root (after following links)."""
     if not settings.allowed_roots:
         raise Forbidden("registering server directories is disabled: the operator sets SOUNDCHECK_ALLOWED_ROOTS")
-    path = Path(raw).expanduser()
+    if "\x00" in raw:
+        raise DatasetError("the path contains a NUL character")
+    try:
+        path = Path(raw).expanduser()
+    except RuntimeError:  # ~user of an unknown user
+        raise DatasetError(f"{raw!r}: unknown user in ~user; send an absolute path") from None
     if not path.is_absolute():
         raise DatasetError(f"{raw!r} is not an absolute path")
     real = path.resolve()
     if not any(real == root or root in real.parents for root in settings.allowed_roots):
         roots = ", ".join(str(r) for r in settings.allowed_roots)
         raise Forbidden(f"{raw!r} is outside the allowed roots ({roots})")
-    if not real.is_dir():
+    try:
+        is_dir = real.is_dir()
+    except OSError as exc:  # name too long, permission denied
+        raise DatasetError(f"{raw!r} cannot be read on the server ({exc.strerror})") from None
+    if not is_dir:
         raise DatasetError(f"{raw!r} is not a directory on the server")
     return real
 

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from redis import Redis
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.auth import REQUEST_ID, Guard, RequestId, check_binding, route_path
 from app.api.deps import require_token
+from app.api.problems import allowed_methods, install_openapi
 from app.api.routes import datasets, health, jobs, metrics, models
 from app.datasets import Forbidden
 from app.jobs import JobRequestError
+from app.quota import QuotaExceeded
 from soundcheck.datastore import DatasetError, TooLarge
 from soundcheck.settings import Settings, get_settings
 
@@ -54,16 +59,36 @@ def _short(value: Any) -> Any:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-                  409: "Conflict", 413: "Payload Too Large", 422: "Unprocessable Content"}
-        return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)  # also FastAPI's; and Starlette's own 404/405 from routing
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+                  405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 422: "Unprocessable Content"}
+        detail = str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "no such resource; the api lives under /v1 (see /docs)"
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request.app, route_path(request.scope)) or headers.get("Allow", "")
+            detail = f"method {request.method} is not allowed here; allowed: {headers['Allow'] or 'none'}"
+        response = problem(exc.status_code, titles.get(exc.status_code, "Error"), detail)
+        response.headers.update(headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        malformed = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+        if malformed:
+            why = malformed[0].get("ctx", {}).get("error", "invalid JSON")
+            return problem(400, "Bad Request", f"the request body is not valid JSON ({why} at character "
+                           f"{malformed[0].get('loc', ('', '?'))[-1]}); send a JSON object")
         detail, errors = _validation_detail(exc)
         return problem(422, "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(QuotaExceeded)
+    async def _quota(_: Request, exc: QuotaExceeded) -> JSONResponse:
+        response = problem(429, "Too Many Requests", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(DatasetError)
     async def _dataset(_: Request, exc: DatasetError) -> JSONResponse:
@@ -79,9 +104,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(503, "Service Unavailable", f"Redis is not reachable ({exc}); is `soundcheck serve` running?")
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return problem(500, "Internal Server Error", f"{type(exc).__name__}: {exc}")
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """The traceback goes to the log under a request id; the client gets only that id (no internals)."""
+        request_id = request.scope.get("state", {}).get(REQUEST_ID) or uuid.uuid4().hex
+        log.error("unhandled error in %s %s (request_id=%s)", request.method, request.url.path, request_id,
+                  exc_info=exc)
+        response = problem(500, "Internal Server Error", "an internal error occurred; it is logged on the server "
+                           f"under request_id {request_id}: quote it when reporting the problem", request_id=request_id)
+        response.headers["X-Request-ID"] = request_id
+        return response
 
 
 class _BodyTooLarge(Exception):
@@ -135,12 +166,15 @@ class BodyLimit:
     async def _reject(self, send: Any, size: int) -> None:
         response = problem(413, "Payload Too Large", f"request body of more than {self.limit} bytes ({size} "
                            "seen) exceeds SOUNDCHECK_MAX_UPLOAD_BYTES; split the upload")
-        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+        headers = [*response.raw_headers, (b"connection", b"close")]  # do not drain the rest of the upload
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The api; raises :class:`InsecureBinding` for a network address without a token (see SECURITY.md)."""
     settings = settings or get_settings()
+    check_binding(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -156,11 +190,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
+    install_openapi(app, secured=bool(settings.accepted_tokens))
     secured = [Depends(require_token)]
     for module in (health, datasets, jobs, models, metrics):
         app.include_router(module.router, prefix="/v1", dependencies=secured if module is not health else [])
 
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(Guard, settings=settings)  # added last = runs first: no token, no body read
+    app.add_middleware(RequestId)
 
     if STATIC_DIR.is_dir():
         app.mount("/dashboard", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")

@@ -105,6 +105,10 @@ class Service:
 
     def start(self, n_workers: int = 1, quiet: bool = False) -> Service:
         s = self.settings
+        from app.api.auth import binding_problem  # the api would refuse too: say why before starting anything
+
+        if reason := binding_problem(s.api_host, s, f"{s.api_host}:{s.api_port}"):
+            raise ServeError(reason)
         logs = s.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         env = self.env()
@@ -132,7 +136,9 @@ class Service:
 
     def _workers_up(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/v1/health", timeout=2.0).json().get("workers", 0) >= len(self.workers)
+            auth = {"Authorization": f"Bearer {self.settings.api_token}"} if self.settings.api_token else {}
+            health = httpx.get(f"{self.url}/v1/health", timeout=2.0, headers=auth).json()
+            return health.get("workers", 0) >= len(self.workers)
         except (httpx.HTTPError, ValueError):
             return False
 

@@ -6,6 +6,7 @@ Read once per process with :func:`get_settings`; nothing else reads ``os.environ
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_REDIS_PORT = 6399
+#: RFC 6750 b64token: what a bearer token may contain.
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 class Settings(BaseSettings):
@@ -64,6 +67,19 @@ class Settings(BaseSettings):
     # --- uploads, audio safety and storage hygiene ---
 
     # --- security (tokens, quotas, binding) ---
+    api_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted bearer tokens, comma-separated, newest first (rotation: add the new one, move clients, "
+        "drop the old one). SOUNDCHECK_API_TOKEN is accepted too; without it this machine's clients send the first.",
+    )
+    allow_unauthenticated_network: bool = Field(
+        False, description="Serve the api on a non-loopback address without any token (only behind a firewall or an "
+        "authenticating proxy). Without it the api refuses to start that way.",
+    )
+    max_active_jobs_per_client: int = Field(
+        100, ge=0, description="Queued + running jobs one token (or one client IP when no token is set) may have; "
+        "POST /v1/jobs answers 429 past it. 0 = no cap.",
+    )
 
     # --- metric stage (statistics, bootstrap, KAD, caches) ---
 
@@ -72,7 +88,29 @@ class Settings(BaseSettings):
     @field_validator("api_token", mode="before")
     @classmethod
     def _empty_token_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+        return (value.strip() or None) if isinstance(value, str) else value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_tokens(self) -> Settings:
+        for token in ([self.api_token] if self.api_token else []) + self.api_tokens:
+            if not BEARER_TOKEN.fullmatch(token):
+                raise ValueError("an api token must be 1+ characters of A-Z a-z 0-9 - . _ ~ + / (RFC 6750 "
+                                 "b64token, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+        if self.api_token is None and self.api_tokens:
+            self.api_token = self.api_tokens[0]  # the token this machine's CLI and `serve` send
+        return self
+
+    @property
+    def accepted_tokens(self) -> list[str]:
+        """Every token the api accepts (SOUNDCHECK_API_TOKEN and SOUNDCHECK_API_TOKENS)."""
+        return list(dict.fromkeys(([self.api_token] if self.api_token else []) + self.api_tokens))
 
     @field_validator("allowed_roots", mode="before")
     @classmethod

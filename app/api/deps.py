@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from redis import Redis
 
+from app.api.auth import AUTHORIZED, CLIENT
 from soundcheck.datastore import BlobStore, ManifestStore
 from soundcheck.settings import Settings
 
@@ -32,14 +32,25 @@ def get_blobs(settings: SettingsDep) -> BlobStore:
     return BlobStore(settings.blob_dir)
 
 
-def require_token(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    """When SOUNDCHECK_API_TOKEN is set, /v1 needs `Authorization: Bearer <token>`."""
-    if settings.api_token is None:
-        return
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token, settings.api_token):
-        raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <SOUNDCHECK_API_TOKEN>)")
+def require_token(request: Request) -> None:
+    """The token itself is checked by `app.api.auth.Guard` before the body is read; this refuses a request that
+    did not pass through it (a router mounted without the middleware)."""
+    if not request.scope.get("state", {}).get(AUTHORIZED):
+        raise HTTPException(401, "this api needs a bearer token (Authorization: Bearer <token>)",
+                            headers={"WWW-Authenticate": 'Bearer realm="soundcheck"'})
 
 
+def get_client(request: Request) -> str:
+    """Who the job quota counts: `token:<fingerprint>`, or `ip:<address>` when the api has no tokens."""
+    return request.scope.get("state", {}).get(CLIENT) or "ip:unknown"
+
+
+def is_authorized(request: Request) -> bool:
+    """Whether this request may see details (a valid token, or an api without tokens)."""
+    return bool(request.scope.get("state", {}).get(AUTHORIZED))
+
+
+ClientDep = Annotated[str, Depends(get_client)]
+AuthorizedDep = Annotated[bool, Depends(is_authorized)]
 ManifestsDep = Annotated[ManifestStore, Depends(get_manifests)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]

@@ -7,15 +7,18 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
 
 from app.api.deps import BlobsDep, ManifestsDep, SettingsDep
+from app.api.problems import errors
 from app.datasets import Collected, add_upload, finish, resolve_allowed, scan_directory
 from soundcheck.jobspec import DatasetView, RegisterDataset
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 
-@router.post("", status_code=201, response_model=DatasetView, response_model_exclude_none=True)
+@router.post("", status_code=201, response_model=DatasetView, response_model_exclude_none=True,
+             responses=errors(503))
 def upload_dataset(
-    files: Annotated[list[UploadFile], File(description="Audio files and/or zip archives; labels.csv optional")],
+    files: Annotated[list[UploadFile], File(min_length=1,
+                                            description="Audio files and/or zip archives; labels.csv optional")],
     manifests: ManifestsDep,
     blobs: BlobsDep,
     settings: SettingsDep,
@@ -32,7 +35,8 @@ def upload_dataset(
     return manifest if include_files else manifest.model_copy(update={"files": None})
 
 
-@router.post("/register", status_code=201, response_model=DatasetView, response_model_exclude_none=True)
+@router.post("/register", status_code=201, response_model=DatasetView, response_model_exclude_none=True,
+             responses=errors(503))
 def register_dataset(
     body: RegisterDataset, manifests: ManifestsDep, settings: SettingsDep, response: Response,
     on_invalid: Literal["reject", "skip"] = "reject",
@@ -45,12 +49,13 @@ def register_dataset(
     return manifest.model_copy(update={"files": None})
 
 
-@router.get("", response_model=list[DatasetView], response_model_exclude_none=True)
+@router.get("", response_model=list[DatasetView], response_model_exclude_none=True, responses=errors(503))
 def list_datasets(manifests: ManifestsDep, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[DatasetView]:
     return manifests.list(limit)
 
 
-@router.get("/{dataset_id}", response_model=DatasetView, response_model_exclude_none=True)
+@router.get("/{dataset_id}", response_model=DatasetView, response_model_exclude_none=True,
+            responses=errors(404, 503))
 def get_dataset(dataset_id: str, manifests: ManifestsDep, include_files: bool = True) -> DatasetView:
     manifest = manifests.get(dataset_id)
     if manifest is None:

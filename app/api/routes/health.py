@@ -7,14 +7,20 @@ from typing import Any
 from fastapi import APIRouter
 from redis.exceptions import RedisError
 
-from app.api.deps import RedisDep, SettingsDep
+from app.api.deps import AuthorizedDep, RedisDep, SettingsDep
 from soundcheck.queueing import live_workers
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-def health(redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
+def health(redis: RedisDep, settings: SettingsDep, authorized: AuthorizedDep) -> dict[str, Any]:
+    """Without a valid token (when the api has tokens) only `status`: no hosts, paths, worker names or errors."""
+    details = _details(redis, settings)
+    return details if authorized else {"status": details["status"]}
+
+
+def _details(redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
     try:
         redis.ping()
     except RedisError as exc:

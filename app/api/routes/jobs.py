@@ -6,26 +6,28 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from app.api.deps import RedisDep, SettingsDep
+from app import quota
+from app.api.deps import ClientDep, RedisDep, SettingsDep
+from app.api.problems import errors
 from app.jobs import cancel_job, create_job, get_job, list_jobs
 from soundcheck.jobspec import JobCreate, JobView
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
-@router.post("", status_code=202, response_model=JobView)
-def post_job(spec: JobCreate, redis: RedisDep, settings: SettingsDep, response: Response) -> JobView:
-    view = create_job(redis, settings, spec)
+@router.post("", status_code=202, response_model=JobView, responses=errors(404, 429, 503))
+def post_job(spec: JobCreate, redis: RedisDep, settings: SettingsDep, response: Response, client: ClientDep) -> JobView:
+    view = quota.admit(redis, settings, client, lambda: create_job(redis, settings, spec))
     response.headers["Location"] = f"/v1/jobs/{view.id}"
     return view
 
 
-@router.get("", response_model=list[JobView])
+@router.get("", response_model=list[JobView], responses=errors(503))
 def read_jobs(redis: RedisDep, settings: SettingsDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[JobView]:
     return list_jobs(redis, settings, limit)
 
 
-@router.get("/{job_id}", response_model=JobView)
+@router.get("/{job_id}", response_model=JobView, responses=errors(404, 503))
 def read_job(job_id: str, redis: RedisDep, settings: SettingsDep) -> JobView:
     view = get_job(redis, settings, job_id)
     if view is None:
@@ -33,7 +35,7 @@ def read_job(job_id: str, redis: RedisDep, settings: SettingsDep) -> JobView:
     return view
 
 
-@router.delete("/{job_id}", status_code=202, response_model=JobView)
+@router.delete("/{job_id}", status_code=202, response_model=JobView, responses=errors(404, 409, 503))
 def delete_job(job_id: str, redis: RedisDep, settings: SettingsDep) -> JobView:
     """Cancel: a queued job fails at once, a running one at its next progress update (within a second)."""
     return cancel_job(redis, settings, job_id)

@@ -7,13 +7,14 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.api.deps import RedisDep, SettingsDep
+from app.api.problems import errors
 from soundcheck.embeddings.models_info import describe_models
 from soundcheck.queueing import live_workers
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-@router.get("")
+@router.get("", responses=errors(503))
 def list_models(redis: RedisDep, settings: SettingsDep) -> list[dict[str, Any]]:
     workers = live_workers(redis, settings)
     models = describe_models(settings.models_dir)
