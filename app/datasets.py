@@ -69,7 +69,7 @@ def header_limit_error(name: str, info: audio.AudioInfo, settings: Settings) -> 
     samples = info.frames * info.channels
     if samples > settings.max_decoded_samples:
         return (f"{name}: {info.duration_s:.0f} s x {info.sample_rate} Hz x {info.channels} channels = "
-                f"{samples:.3g} samples is more than the limit of {settings.max_decoded_samples:.3g} "
+                f"{samples:,} samples is more than the limit of {settings.max_decoded_samples:,} "
                 "(SOUNDCHECK_MAX_DECODED_SAMPLES); downmix or resample it before uploading")
     return None
 
