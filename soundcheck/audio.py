@@ -135,7 +135,9 @@ class _Output:
         self.n += len(part)
 
     def result(self) -> np.ndarray:
-        return self.data[: self.n] if self.n == len(self.data) else self.data[: self.n].copy()
+        """The samples, trimmed in place (realloc, no second copy of the waveform)."""
+        self.data.resize(self.n, refcheck=False)
+        return self.data
 
 
 def load_mono(path: Path | str, sample_rate: int, name: str | None = None, *,
