@@ -241,13 +241,16 @@ def cmd_examples(args: argparse.Namespace) -> int:
 def cmd_gc(args: argparse.Namespace) -> int:
     """Garbage collection against the Redis and data dir of SOUNDCHECK_*; prints what it freed."""
     from redis import Redis
-    from redis.exceptions import RedisError
+    from redis.exceptions import LockError, RedisError
 
     from soundcheck.gc import run_gc
 
     settings = get_settings()
     try:
         report = run_gc(settings, Redis.from_url(settings.redis_url), dry_run=args.dry_run)
+    except LockError:
+        console.print("[red]error:[/] another gc is running (a worker's periodic pass); try again in a minute")
+        return 2
     except RedisError as exc:
         console.print(f"[red]error:[/] Redis at {settings.redis_url} is not reachable ({exc}); gc needs it to know "
                       "what datasets and jobs reference")

@@ -43,6 +43,11 @@ EMBEDDING_KEYS = "sc:embedding-keys"
 #: Set for one interval by the worker that runs the periodic gc, so N workers run it once.
 GC_TURN_KEY = "sc:gc:turn"
 GC_LOCK_KEY = "sc:gc:lock"
+#: Temp files of writes in progress (uploads, embedding-cache entries) are collected only after this long
+#: whatever SOUNDCHECK_GC_MIN_AGE_S says: removing one under a live writer would fail its upload or job.
+TEMP_MIN_AGE_S = 24 * 3600.0
+#: A worker repeats its embedding keys at least this often (well inside SOUNDCHECK_EMBEDDING_KEY_TTL_S).
+ANNOUNCE_EVERY_S = 3600.0
 
 
 @dataclass
@@ -142,9 +147,10 @@ def collect_blobs(settings: Settings, refs: BlobRefs, needed: set[str], report: 
     if not root.is_dir():
         return
     cutoff = now - settings.gc_min_age_s
+    temp_cutoff = now - max(settings.gc_min_age_s, TEMP_MIN_AGE_S)
     store = BlobStore(root)
     for tmp in root.glob(INCOMING_PREFIX + "*"):
-        if _old_enough(tmp, cutoff):
+        if _old_enough(tmp, temp_cutoff):
             _remove_file(tmp, report.incoming, report.dry_run)
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and len(p.name) == 2):
         for blob in sorted(sub.iterdir()):
@@ -161,8 +167,7 @@ def collect_blobs(settings: Settings, refs: BlobRefs, needed: set[str], report: 
                 report.blobs.add(freed)
             else:
                 report.blobs_kept += 1
-        if not report.dry_run:
-            _rmdir_if_empty(sub)
+    # the (at most 256) fan-out folders stay: removing one could race an upload between its mkdir and rename
 
 
 def _rmdir_if_empty(path: Path) -> None:
@@ -175,18 +180,20 @@ def collect_embeddings(settings: Settings, keys: set[str], files: set[str], repo
     if not root.is_dir():
         return
     cutoff = now - settings.gc_min_age_s
+    temp_cutoff = now - max(settings.gc_min_age_s, TEMP_MIN_AGE_S)
     if not keys:
         report.notes.append("no worker has announced its embedding keys yet: embeddings of old provenance kept")
     for key_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         stale = bool(keys) and key_dir.name not in keys
         for path in sorted(key_dir.rglob("*")):
-            if not path.is_file() or not _old_enough(path, cutoff):
+            is_temp = path.suffix == ".tmp"
+            if not path.is_file() or not _old_enough(path, temp_cutoff if is_temp else cutoff):
                 continue
             if stale:
                 _remove_file(path, report.embeddings_stale_key, report.dry_run)
-            elif path.suffix == ".tmp" or (path.suffix == ".npz" and path.stem not in files):
+            elif is_temp or (path.suffix == ".npz" and path.stem not in files):
                 _remove_file(path, report.embeddings_unreferenced, report.dry_run)
-        if not report.dry_run:
+        if stale and not report.dry_run:  # folders of a current key stay: a worker may be about to write there
             for sub in sorted((p for p in key_dir.rglob("*") if p.is_dir()), reverse=True):
                 _rmdir_if_empty(sub)
             _rmdir_if_empty(key_dir)
@@ -243,33 +250,35 @@ def run_gc(settings: Settings, redis: Redis, *, current: Iterable[str] = (), dry
     return report
 
 
-def start_periodic(settings: Settings, keys: Iterable[str]) -> threading.Thread | None:
-    """A worker's daemon thread: announce its embedding keys now and every interval, and run gc when it is
-    this worker's turn (one worker per interval). Errors are logged, never fatal to the worker."""
+def start_periodic(settings: Settings, keys: Iterable[str]) -> threading.Thread:
+    """A worker's daemon thread: announce its embedding keys now and at least hourly (also with gc off, so a
+    long-lived worker's cache never looks stale), and run gc every interval when it is this worker's turn (one
+    worker per interval). Errors are logged, never fatal to the worker."""
     keys = list(keys)
     redis = Redis.from_url(settings.redis_url, socket_timeout=60)
+    interval = settings.gc_interval_s
+    tick = min(interval, ANNOUNCE_EVERY_S) if interval > 0 else ANNOUNCE_EVERY_S
     try:
         announce_keys(redis, keys)
     except RedisError as exc:
         log.warning("could not announce embedding keys: %s", exc)
-    if settings.gc_interval_s <= 0:
-        return None
 
     def loop() -> None:
-        interval = settings.gc_interval_s
-        wait = min(interval, 60.0)  # the first pass soon after start, then every interval
+        wait = min(tick, 60.0)  # the first pass soon after start
+        next_gc = 0.0
         while True:
             time.sleep(wait)
-            wait = interval
+            wait = tick
             try:
                 announce_keys(redis, keys)
-                if redis.set(GC_TURN_KEY, os.getpid(), nx=True, ex=max(1, int(interval * 0.9))):
-                    report = run_gc(settings, redis, current=keys)
-                    log.info("gc: %s", "; ".join(report.lines()))
+                if interval > 0 and time.monotonic() >= next_gc:
+                    next_gc = time.monotonic() + interval
+                    if redis.set(GC_TURN_KEY, os.getpid(), nx=True, ex=max(1, int(interval * 0.9))):
+                        report = run_gc(settings, redis, current=keys)
+                        log.info("gc: %s", "; ".join(report.lines()))
             except Exception:  # noqa: BLE001 - gc must never take a worker down
                 log.exception("gc failed; retrying at the next interval")
 
     thread = threading.Thread(target=loop, name="soundcheck-gc", daemon=True)
     thread.start()
     return thread
-

@@ -61,14 +61,17 @@ def test_gc_frees_unreferenced_blobs_and_keeps_referenced_claimed_and_young_ones
     young = _orphan_blob(api_settings, os.urandom(2000))
     stale_tmp = api_settings.blob_dir / ".incoming-crashed"
     stale_tmp.write_bytes(b"x" * 1000)
+    writing_tmp = api_settings.blob_dir / ".incoming-slow-client"  # past the min age, but a write in progress
+    writing_tmp.write_bytes(b"y" * 10)
     _age_tree(api_settings.blob_dir, 2 * DAY)
     _age(young, 10)
+    _age(writing_tmp, 2 * 3600)
 
     report = run_gc(api_settings, redis_db)
 
     assert not orphan.exists() and not stale_tmp.exists()
     assert BlobStore(api_settings.blob_dir).path(_sha(kept)).exists()
-    assert claimed.exists() and young.exists()
+    assert claimed.exists() and young.exists() and writing_tmp.exists()
     assert (report.blobs.count, report.blobs.bytes) == (1, 4000)
     assert (report.incoming.count, report.incoming.bytes) == (1, 1000)
     assert report.blobs_kept == 3

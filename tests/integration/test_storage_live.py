@@ -1,5 +1,6 @@
-"""Long multichannel audio: accepted within the limits and decoded by a real worker in bounded memory;
-beyond the decoded-samples limit refused at upload by its header, leaving no blob.
+"""On a real deployment (Redis, worker, uvicorn). Long multichannel audio: accepted within the limits and
+decoded by a real worker in bounded memory; beyond the decoded-samples limit refused at upload by its header,
+leaving no blob. gc while a job runs removes nothing the job needs.
 
 The files are generated here as FLAC of a low-amplitude square wave (FLAC compresses it to a few MB at most), the
 shape of the ones that broke main: 600 s x 8 ch x 48 kHz (230 M samples, 0.9 GB as float32, 2.8 GB with the
@@ -16,7 +17,9 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from redis import Redis
 
+from soundcheck.gc import EMBEDDING_KEYS, run_gc
 from soundcheck.serve import Service
 from tests.conftest import free_port, make_settings
 
@@ -104,3 +107,42 @@ def test_3600s_8ch_192k_flac_is_refused_at_upload_by_the_decoded_samples_limit(f
     assert "huge.flac" in detail and "SOUNDCHECK_MAX_DECODED_SAMPLES" in detail
     assert f"{3600 * 192000 * 8:,} samples" in detail
     assert _blobs(fresh_service) == before
+
+
+def test_gc_while_a_job_runs_removes_nothing_it_needs(fresh_service: Service, tmp_path: Path) -> None:
+    settings = fresh_service.settings.model_copy(update={"gc_min_age_s": 0.0})  # everything is old enough
+    redis = Redis.from_url(settings.redis_url)
+    announced = {k.decode() for k in redis.zrange(EMBEDDING_KEYS, 0, -1)}
+    assert announced, "the worker announces its embedding keys at start"
+    t = np.arange(30 * 48000) / 48000
+    files = []
+    for i in range(12):
+        buf = tmp_path / f"{i}.flac"
+        sf.write(buf, np.stack([0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t)] * 2, axis=1), 48000)
+        files.append(("files", (f"set/{i}.flac", buf.read_bytes(), "audio/flac")))
+    orphan = settings.blob_dir / "00" / ("00" * 32)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"left by a crashed api")
+    with httpx.Client(base_url=fresh_service.url, timeout=120) as client:
+        dataset = client.post("/v1/datasets", files=files).json()
+        job = client.post("/v1/jobs", json={"reference": dataset["id"], "candidate": dataset["id"],
+                                            "metrics": ["fad", "kad"]}).json()
+        during_run, freed_blobs = 0, 0
+        deadline = time.monotonic() + 300
+        while (status := client.get(f"/v1/jobs/{job['id']}").json()["status"]) not in ("finished", "failed"):
+            assert time.monotonic() < deadline
+            report = run_gc(settings, redis)
+            during_run += status == "running"
+            freed_blobs += report.blobs.count
+            assert report.embeddings_stale_key.count == 0 and report.embeddings_unreferenced.count == 0
+        view = client.get(f"/v1/jobs/{job['id']}").json()
+    assert view["status"] == "finished", view.get("error")
+    assert during_run >= 1
+    assert freed_blobs == 1 and not orphan.exists()  # only the orphan
+    manifest = httpx.get(f"{fresh_service.url}/v1/datasets/{dataset['id']}").json()
+    for entry in manifest["files"]:
+        assert (settings.blob_dir / entry["sha256"][:2] / entry["sha256"]).is_file()
+    key = view["result"]["provenance"]["embedding_key"]
+    assert key in announced
+    cached = {p.stem for p in (settings.embedding_cache_dir / key).rglob("*.npz")}
+    assert cached == {entry["sha256"] for entry in manifest["files"]}
