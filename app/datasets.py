@@ -264,8 +264,12 @@ def active_jobs_using(redis: Redis, settings: Settings, dataset: str) -> list[st
         for job_id, raw in zip(part, redis.mget([JOB_KEY.format(i) for i in part]), strict=True):
             if raw is None or not (b'"status":"queued"' in raw or b'"status":"running"' in raw):
                 continue
-            view = JobView.model_validate_json(raw)
-            if dataset in (view.spec.reference, view.spec.candidate):
+            try:
+                view = JobView.model_validate_json(raw)
+            except ValueError:  # an unreadable record runs nothing (the job module shows it failed)
+                continue
+            spec = view.spec
+            if spec is not None and dataset in (spec.reference, spec.candidate):
                 current = get_job(redis, settings, job_id)
                 if current is not None and current.status in ("queued", "running"):
                     found.append(job_id)

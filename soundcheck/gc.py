@@ -215,10 +215,14 @@ def collect_jobs(redis: Redis, settings: Settings, report: GcReport, now: float)
             if not report.dry_run:
                 redis.zrem(JOB_INDEX, job_id)
             continue
-        view = JobView.model_validate_json(raw)
-        ended = _ended(view)
-        if view.status not in TERMINAL or ended is None or ended.timestamp() >= horizon:
-            continue
+        try:
+            view = JobView.model_validate_json(raw)
+        except ValueError:  # unreadable (older schema, corrupt): shown as failed; the index says it is this old
+            view = None
+        if view is not None:
+            ended = _ended(view)
+            if view.status not in TERMINAL or ended is None or ended.timestamp() >= horizon:
+                continue
         size = len(raw) + int(redis.strlen(RESULT_KEY.format(job_id)) or 0)
         if not report.dry_run:
             pipe = redis.pipeline()

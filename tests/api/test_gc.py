@@ -145,8 +145,11 @@ def test_expired_job_records_are_removed_and_others_kept(api_settings: Settings,
     _job(store, "old-failed", spec, 31, "failed")
     _job(store, "recent-finished", spec, 29, "finished")
     _job(store, "old-queued", spec, 40, "queued")  # not ended: never collected
+    redis_db.set(JOB_KEY.format("old-unreadable"), b"\xff not a job record")  # shown as failed; indexed 40 d ago
+    redis_db.zadd(JOB_INDEX, {"old-unreadable": time.time() - 40 * DAY})
     report = run_gc(api_settings, redis_db)
-    assert report.jobs.count == 2 and report.jobs.bytes > 0
+    assert report.jobs.count == 3 and report.jobs.bytes > 0
+    assert not redis_db.exists(JOB_KEY.format("old-unreadable"))
     assert store.get("old-finished") is None and not redis_db.exists(RESULT_KEY.format("old-finished"))
     assert store.get("old-failed") is None
     assert store.get("recent-finished").result == {"metrics": {}}

@@ -99,6 +99,9 @@ def test_delete_dataset_keeps_blobs_another_dataset_shares(api: TestClient, api_
 def test_delete_is_409_while_a_queued_job_uses_the_dataset(api: TestClient, api_settings: Settings) -> None:
     ref = _upload(api, {"a.wav": wav_bytes(tone())}).json()["id"]
     cand = _upload(api, {"b.wav": wav_bytes(tone(freq=880))}).json()["id"]
+    redis = Redis.from_url(api_settings.redis_url)
+    redis.set("sc:job:unreadable", b'{"status":"queued", not json')  # one bad record never makes a 500
+    redis.zadd("sc:jobs", {"unreadable": 1.0})
     job = api.post("/v1/jobs", json={"reference": ref, "candidate": cand, "metrics": ["fad"]}).json()
     assert job["status"] == "queued"  # no worker in these tests: it stays queued
     for dataset in (ref, cand):
