@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     api_token: str | None = Field(None, description="If set, every /v1 request needs `Authorization: Bearer`.")
 
     job_timeout_s: int = Field(6 * 3600, gt=0, description="Hard limit for one job on a worker.")
-    result_ttl_s: int = Field(30 * 24 * 3600, gt=0, description="How long finished/failed jobs are kept.")
+    result_ttl_s: int = Field(30 * 24 * 3600, gt=0, description="How long RQ keeps its own data of a finished/failed "
+                              "job (soundcheck's job records: job_retention_s).")
 
     max_upload_bytes: int = Field(2 * 1024**3, gt=0, description="Largest accepted upload request body.")
     max_files_per_dataset: int = Field(100_000, gt=0)

@@ -146,3 +146,45 @@ def test_gc_while_a_job_runs_removes_nothing_it_needs(fresh_service: Service, tm
     assert key in announced
     cached = {p.stem for p in (settings.embedding_cache_dir / key).rglob("*.npz")}
     assert cached == {entry["sha256"] for entry in manifest["files"]}
+
+
+def test_concurrent_uploads_failures_and_deletes_never_lose_a_referenced_blob(fresh_service: Service) -> None:
+    """Threads on real uvicorn: uploads that share a blob, rejected uploads holding the same blob, and deletes
+    of other datasets holding it, interleaved. Afterwards every surviving dataset has all its blobs, and the
+    blob folder holds nothing else."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.api.conftest import tone, wav_bytes
+
+    shared = wav_bytes(tone(0.5, freq=1000))
+    before = _blobs(fresh_service)
+
+    def good(i: int) -> str:
+        files = [("files", ("shared.wav", shared)), ("files", (f"own{i}.wav", wav_bytes(tone(0.5, freq=300 + i))))]
+        response = httpx.post(f"{fresh_service.url}/v1/datasets", files=files, timeout=60)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def bad(i: int) -> None:
+        files = [("files", ("shared.wav", shared)), ("files", (f"junk{i}.wav", b"junk" * 100))]
+        assert httpx.post(f"{fresh_service.url}/v1/datasets", files=files, timeout=60).status_code == 422
+
+    def delete(dataset: str) -> None:
+        assert httpx.delete(f"{fresh_service.url}/v1/datasets/{dataset}", timeout=60).status_code == 204
+
+    with ThreadPoolExecutor(8) as pool:
+        first = list(pool.map(good, range(8)))
+        jobs = [pool.submit(bad, i) for i in range(8)] + [pool.submit(good, 100 + i) for i in range(8)]
+        jobs += [pool.submit(delete, d) for d in first]
+        for job in jobs:
+            job.result()
+    survivors = [d["id"] for d in httpx.get(f"{fresh_service.url}/v1/datasets", params={"limit": 500}).json()]
+    needed = set()
+    for dataset in survivors:
+        view = httpx.get(f"{fresh_service.url}/v1/datasets/{dataset}").json()
+        needed |= {f["sha256"] for f in view["files"] if not f.get("path")}
+    assert len(needed) >= 9  # the shared blob and 8 own ones
+    on_disk = _blobs(fresh_service)
+    assert needed <= on_disk
+    assert len(on_disk - before) == 9
+    assert on_disk - before <= needed  # nothing new that no dataset needs (the deleted ones' own blobs went)
