@@ -17,7 +17,6 @@ from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from soundcheck.gc import start_periodic as start_periodic_gc
 from soundcheck.jobstore import ALIVE_KEY, ALIVE_TTL_S, WORKER_MODELS_FIELD
 from soundcheck.queueing import queue
 from soundcheck.settings import Settings, get_settings
@@ -78,8 +77,9 @@ def build_worker(settings: Settings | None = None, name: str | None = None) -> S
     import worker.fanout  # noqa: F401 - import the task modules (scipy, sklearn) now, not in the first job
     import worker.tasks  # noqa: F401
     runtime = load_runtime(settings)
+    from soundcheck.gc import start_periodic  # announce embedding keys; gc every SOUNDCHECK_GC_INTERVAL_S
+    start_periodic(settings, runtime.embedding_keys.values())
     set_runtime(runtime)
-    start_periodic_gc(settings, runtime.embedding_keys.values())
     redis = Redis.from_url(settings.redis_url)
     # one queue per loaded model (jobs that need it), then the shared one (signal-only jobs)
     queues = [queue(redis, settings, model_id) for model_id in runtime.models] + [queue(redis, settings)]
