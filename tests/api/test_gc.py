@@ -197,3 +197,24 @@ def test_gc_command_prints_what_it_freed(api: TestClient, api_settings: Settings
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "unreferenced blobs: freed 1 (4.9 KiB)" in done.stdout and not orphan.exists()
+
+
+def test_a_claim_of_a_request_that_died_expires(api_settings: Settings, redis_db: Redis) -> None:
+    """An api killed mid-upload never releases its claim; the claim's expiry lets gc collect the blob."""
+    blob = _orphan_blob(api_settings, os.urandom(1000))
+    refs = BlobRefs(redis_db, claim_ttl_s=-1.0)  # a claim that has already expired
+    refs.claim(blob.name, "dead-request")
+    _age(blob, 2 * DAY)
+    assert not refs.in_use(blob.name)
+    assert run_gc(api_settings, redis_db).blobs.count == 1 and not blob.exists()
+
+
+def test_dry_run_reports_and_removes_nothing(api_settings: Settings, redis_db: Redis) -> None:
+    blob = _orphan_blob(api_settings, os.urandom(2048))
+    _age(blob, 2 * DAY)
+    store = JobStore(redis_db)
+    _job(store, "old", JobCreate(reference="a" * 64, candidate="b" * 64), 40, "finished")
+    report = run_gc(api_settings, redis_db, dry_run=True)
+    assert (report.blobs.count, report.blobs.bytes, report.jobs.count) == (1, 2048, 1)
+    assert blob.exists() and store.get("old") is not None
+    assert "unreferenced blobs: would free 1 (2.0 KiB)" in report.lines()
