@@ -15,20 +15,27 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from redis import Redis
+
+from app.jobs import get_job
 from soundcheck import audio
 from soundcheck.datastore import (
     AUDIO_SUFFIXES,
     LABELS_CSV,
+    BlobRefs,
     BlobStore,
     DatasetError,
+    ManifestStore,
     TooLarge,
+    blob_shas,
     build_manifest,
     describe,
     parse_labels_csv,
     safe_relative_name,
 )
 from soundcheck.embeddings.base import sha256_file
-from soundcheck.jobspec import DatasetView, FileEntry
+from soundcheck.jobspec import DatasetView, FileEntry, JobView
+from soundcheck.jobstore import JOB_INDEX, JOB_KEY
 from soundcheck.settings import Settings
 
 MAX_LABELS_BYTES = 16 << 20
@@ -54,16 +61,30 @@ def _is_ignorable(name: str) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
+def header_limit_error(name: str, info: audio.AudioInfo, settings: Settings) -> str | None:
+    """Why a file's header alone disqualifies it (checked before a single sample is decoded), or None."""
+    if info.duration_s > settings.max_file_seconds:
+        return (f"{name}: {info.duration_s:.0f} s is longer than the limit of {settings.max_file_seconds:.0f} s "
+                "(SOUNDCHECK_MAX_FILE_SECONDS)")
+    samples = info.frames * info.channels
+    if samples > settings.max_decoded_samples:
+        return (f"{name}: {info.duration_s:.0f} s x {info.sample_rate} Hz x {info.channels} channels = "
+                f"{samples:,} samples is more than the limit of {settings.max_decoded_samples:,} "
+                "(SOUNDCHECK_MAX_DECODED_SAMPLES); downmix or resample it before uploading")
+    return None
+
+
 def _add_file(out: Collected, name: str, sha: str, size: int, path: Path, settings: Settings,
               stored_path: str | None = None) -> None:
     try:
-        entry, silent = describe(name, path, sha, size, stored_path)
+        info = audio.probe(path, name)
+        limit = header_limit_error(name, info, settings)
+        if limit is not None:
+            out.invalid.append(limit)
+            return
+        entry, silent = describe(name, path, sha, size, stored_path, info)
     except audio.AudioError as exc:
         out.invalid.append(str(exc))
-        return
-    if entry.duration_s > settings.max_file_seconds:
-        out.invalid.append(f"{name}: {entry.duration_s:.0f} s is longer than the limit of "
-                           f"{settings.max_file_seconds:.0f} s (SOUNDCHECK_MAX_FILE_SECONDS)")
         return
     out.entries.append(entry)
     if silent:
@@ -236,3 +257,48 @@ def finish(out: Collected, source: str, on_invalid: str, root: str | None = None
                            "on_invalid=skip to leave them out.")
     skipped = out.skipped + [f"{msg} (skipped)" for msg in out.invalid]
     return build_manifest(out.entries, source, out.silent, skipped, out.labels, root)
+
+
+class DatasetInUse(DatasetError):
+    """A queued or running job reads the dataset (the api answers 409)."""
+
+
+def active_jobs_using(redis: Redis, settings: Settings, dataset: str) -> list[str]:
+    """Queued or running jobs whose reference or candidate is ``dataset`` (reconciled, so a job whose worker
+    died does not block a deletion forever)."""
+    ids = [i.decode() if isinstance(i, bytes) else i for i in redis.zrange(JOB_INDEX, 0, -1)]
+    found = []
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        for job_id, raw in zip(part, redis.mget([JOB_KEY.format(i) for i in part]), strict=True):
+            if raw is None or not (b'"status":"queued"' in raw or b'"status":"running"' in raw):
+                continue
+            try:
+                view = JobView.model_validate_json(raw)
+            except ValueError:  # an unreadable record runs nothing (the job module shows it failed)
+                continue
+            spec = view.spec
+            if spec is not None and dataset in (spec.reference, spec.candidate):
+                current = get_job(redis, settings, job_id)
+                if current is not None and current.status in ("queued", "running"):
+                    found.append(job_id)
+    return found
+
+
+def delete_dataset(redis: Redis, settings: Settings, dataset: str) -> DatasetView | None:
+    """Remove a dataset and the blobs no other dataset (or upload in flight) uses; None when unknown."""
+    manifests = ManifestStore(redis, settings.data_dir / "datasets")
+    if manifests.get(dataset) is None:
+        return None
+    busy = active_jobs_using(redis, settings, dataset)
+    if busy:
+        raise DatasetInUse(f"dataset {dataset!r} is used by {len(busy)} queued or running job(s) "
+                           f"({', '.join(busy[:5])}); wait for them or cancel them (DELETE /v1/jobs/{{id}})")
+    refs = BlobRefs(redis)
+    refs.ensure_indexed(manifests)
+    view = manifests.delete(dataset)
+    if view is not None:
+        blobs = BlobStore(settings.blob_dir)
+        for sha in sorted(blob_shas(view)):
+            refs.remove_if_unused(sha, blobs.path(sha))
+    return view

@@ -6,6 +6,7 @@ that produced the numbers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,9 @@ LIBSNDFILE_VERSION = sf.__libsndfile_version__
 #: Peak below which a file counts as silent (about -80 dBFS).
 SILENCE_PEAK = 1e-4
 MIN_SAMPLE_RATE = 1000
+#: Samples (frames x channels) decoded at a time: 4 MiB of float32, whatever the file's length or channels.
+BLOCK_SAMPLES = 1 << 20
+MIN_BLOCK_FRAMES = 1024
 
 
 class AudioError(ValueError):
@@ -59,34 +63,47 @@ def probe(path: Path | str, name: str | None = None) -> AudioInfo:
     return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames), str(info.format))
 
 
-def decode(path: Path | str, name: str | None = None) -> tuple[np.ndarray, int]:
-    """Samples ``[frames, channels]`` float32 and the sample rate; rejects NaN/Inf and empty files."""
+def _block_frames(channels: int) -> int:
+    """Frames per decoded block: about BLOCK_SAMPLES samples whatever the channel count (bounded memory)."""
+    return max(MIN_BLOCK_FRAMES, BLOCK_SAMPLES // max(channels, 1))
+
+
+def iter_blocks(path: Path | str, name: str | None = None, block_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Finite float32 blocks ``[frames, channels]`` of a file, in order: O(block) memory, NaN/Inf checked
+    per block (the message names the file). :class:`AudioError` when it cannot be decoded or is empty."""
     label = name or str(path)
+    seen = 0
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as fh:
+            size = block_frames or _block_frames(fh.channels)
+            while True:
+                block = fh.read(size, dtype="float32", always_2d=True)
+                if len(block) == 0:
+                    break
+                if not np.isfinite(block).all():
+                    raise AudioError(f"{label}: contains NaN or infinite samples; re-export it as finite PCM or "
+                                     "float.")
+                seen += len(block)
+                yield block
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioError(f"{label}: cannot decode ({_why(exc)}).") from None
-    if data.size == 0:
+    if seen == 0:
         raise AudioError(f"{label}: the file holds no audio samples (empty).")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{label}: contains NaN or infinite samples; re-export it as finite PCM or float.")
-    return data, int(rate)
 
 
-def scan_peak(path: Path | str, name: str | None = None, block: int = 1 << 18) -> float:
+def decode(path: Path | str, name: str | None = None) -> tuple[np.ndarray, int]:
+    """The whole file as float32 ``[frames, channels]`` and its rate. Holds all of it in memory: for small
+    files and tests only; the worker path is :func:`load_mono`, which streams."""
+    info = probe(path, name)
+    return np.concatenate(list(iter_blocks(path, name))), info.sample_rate
+
+
+def scan_peak(path: Path | str, name: str | None = None, block: int | None = None) -> float:
     """Peak |sample| read block by block (bounded memory); AudioError on NaN/Inf or undecodable data."""
-    label = name or str(path)
     peak = 0.0
-    try:
-        for chunk in sf.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
-            if not np.isfinite(chunk).all():
-                raise AudioError(f"{label}: contains NaN or infinite samples; re-export it as finite PCM or float.")
-            if chunk.size:
-                peak = max(peak, float(np.abs(chunk).max()))
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{label}: cannot decode ({_why(exc)}).") from None
+    for chunk in iter_blocks(path, name, block):
+        peak = max(peak, float(np.abs(chunk).max()))
     return peak
-
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:
@@ -102,7 +119,43 @@ def resample(wave: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return soxr.resample(wave, rate_in, rate_out, quality=SOXR_QUALITY).astype(np.float32, copy=False)
 
 
-def load_mono(path: Path | str, sample_rate: int, name: str | None = None) -> np.ndarray:
-    """Decode, downmix and resample to ``sample_rate``: the one way audio reaches a model."""
-    data, rate = decode(path, name)
-    return resample(to_mono(data), rate, sample_rate)
+class _Output:
+    """A float32 buffer sized from the header's frame count, grown only if the decoder gives more."""
+
+    def __init__(self, expected: int) -> None:
+        self.data = np.empty(max(expected, 1), np.float32)
+        self.n = 0
+
+    def append(self, part: np.ndarray) -> None:
+        if self.n + len(part) > len(self.data):
+            grown = np.empty(max(2 * len(self.data), self.n + len(part)), np.float32)
+            grown[: self.n] = self.data[: self.n]
+            self.data = grown
+        self.data[self.n : self.n + len(part)] = part
+        self.n += len(part)
+
+    def result(self) -> np.ndarray:
+        """The samples, trimmed in place (realloc, no second copy of the waveform)."""
+        self.data.resize(self.n, refcheck=False)
+        return self.data
+
+
+def load_mono(path: Path | str, sample_rate: int, name: str | None = None, *,
+              block_frames: int | None = None) -> np.ndarray:
+    """Decode, downmix and resample to ``sample_rate``: the one way audio reaches a model.
+
+    Streamed: blocks of about BLOCK_SAMPLES samples are checked for NaN/Inf, averaged over channels in
+    float64 (as :func:`to_mono`) and fed to a soxr ``ResampleStream``, so memory is one block plus the output
+    waveform, never the decoded file. soxr's stream gives the same samples as its one-shot ``resample`` (the
+    one-shot call runs the same engine over the whole input); tests check this bit for bit."""
+    info = probe(path, name)
+    rate = info.sample_rate
+    out = _Output(int(np.ceil(info.frames * sample_rate / rate)) + 64)
+    stream = None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1, dtype="float32",
+                                                                  quality=SOXR_QUALITY)
+    for block in iter_blocks(path, name, block_frames):
+        mono = to_mono(block)
+        out.append(mono if stream is None else stream.resample_chunk(mono))
+    if stream is not None:
+        out.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    return out.result()

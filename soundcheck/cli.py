@@ -1,4 +1,4 @@
-"""`soundcheck`: serve, demo, eval, datasets, jobs, models, worker, examples.
+"""`soundcheck`: serve, demo, eval, datasets, jobs, models, worker, gc, examples.
 
 `soundcheck eval` talks to a running service, or starts the embedded one for the duration of the command.
 """
@@ -242,6 +242,28 @@ def cmd_examples(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Garbage collection against the Redis and data dir of SOUNDCHECK_*; prints what it freed."""
+    from redis import Redis
+    from redis.exceptions import LockError, RedisError
+
+    from soundcheck.gc import run_gc
+
+    settings = get_settings()
+    try:
+        report = run_gc(settings, Redis.from_url(settings.redis_url), dry_run=args.dry_run)
+    except LockError:
+        console.print("[red]error:[/] another gc is running (a worker's periodic pass); try again in a minute")
+        return 2
+    except RedisError as exc:
+        console.print(f"[red]error:[/] Redis at {settings.redis_url} is not reachable ({exc}); gc needs it to know "
+                      "what datasets and jobs reference")
+        return 2
+    for line in report.lines():
+        out.print(line, soft_wrap=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soundcheck", description=__doc__)
     parser.add_argument("--url", default=None, help="api base URL (default: http://SOUNDCHECK_API_HOST:PORT)")
@@ -291,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run one worker in the foreground")
     p.add_argument("--burst", action="store_true")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("gc", help="remove unreferenced blobs, stale embeddings, expired jobs; print what was freed")
+    p.add_argument("--dry-run", action="store_true", help="only report what would be freed")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("examples", help="write the deterministic example sets to DIR")
     p.add_argument("dir")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -16,6 +18,9 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import LockError
+from redis.lock import Lock
 
 from soundcheck import audio
 from soundcheck.jobspec import DatasetView, FileEntry
@@ -25,6 +30,14 @@ DATASET_KEY = "sc:dataset:{}"
 DATASET_INDEX = "sc:datasets"
 DATASET_NAMES = "sc:dataset-names"
 LABELS_CSV = "labels.csv"
+#: Per blob: the set of dataset ids whose manifest references it (uploaded entries; registered files are not blobs).
+BLOB_REFS_KEY = "sc:blob-refs:{}"
+#: Per blob: request tokens that wrote or reused it and have not ended, scored by when the claim expires.
+BLOB_PENDING_KEY = "sc:blob-pending:{}"
+BLOB_LOCK_KEY = "sc:blob-lock:{}"
+#: Set once the reference sets were built from every manifest.
+BLOB_REFS_INDEXED = "sc:blob-refs-indexed"
+INCOMING_PREFIX = ".incoming-"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".w64", ".caf"}
 
 
@@ -36,11 +49,89 @@ class TooLarge(DatasetError):
     """A size limit was hit (the api answers 413)."""
 
 
-class BlobStore:
-    """Files under ``<root>/ab/<sha256>``; writes are atomic (temp file + rename)."""
+class BlobRefs:
+    """Which datasets use each blob, and which requests are writing it, in Redis.
 
-    def __init__(self, root: Path) -> None:
+    Blobs are content-addressed, so two datasets (or two uploads in flight) can share one. A blob is removed
+    only under its lock, when no dataset references it and no live request has claimed it; a request claims a
+    blob under the same lock before it links the file into place, so a removal can never race an upload.
+    """
+
+    def __init__(self, redis: Redis, claim_ttl_s: float = 6 * 3600) -> None:
+        self.redis = redis
+        self.claim_ttl_s = claim_ttl_s
+
+    def lock(self, sha256: str) -> Lock:
+        return self.redis.lock(BLOB_LOCK_KEY.format(sha256), timeout=60, blocking_timeout=30)
+
+    def claim(self, sha256: str, token: str) -> None:
+        self.redis.zadd(BLOB_PENDING_KEY.format(sha256), {token: time.time() + self.claim_ttl_s})
+
+    def unclaim(self, sha256: str, token: str) -> None:
+        self.redis.zrem(BLOB_PENDING_KEY.format(sha256), token)
+
+    def in_use(self, sha256: str) -> bool:
+        """A dataset references it, or a request that has not ended (nor expired) claimed it."""
+        pending = BLOB_PENDING_KEY.format(sha256)
+        pipe = self.redis.pipeline()
+        pipe.zremrangebyscore(pending, "-inf", time.time())
+        pipe.exists(BLOB_REFS_KEY.format(sha256), pending)
+        return bool(pipe.execute()[1])
+
+    def add_dataset(self, manifest: DatasetView, pipe: Pipeline | None = None) -> None:
+        target = pipe if pipe is not None else self.redis.pipeline()
+        for sha in blob_shas(manifest):
+            target.sadd(BLOB_REFS_KEY.format(sha), manifest.id)
+        if pipe is None:
+            target.execute()
+
+    def remove_dataset(self, manifest: DatasetView) -> None:
+        pipe = self.redis.pipeline()
+        for sha in blob_shas(manifest):
+            pipe.srem(BLOB_REFS_KEY.format(sha), manifest.id)
+        pipe.execute()
+
+    def remove_if_unused(self, sha256: str, path: Path) -> int:
+        """Delete the blob file when nothing uses it; the bytes freed (0 when kept or absent)."""
+        try:
+            with self.lock(sha256):
+                if self.in_use(sha256):
+                    return 0
+                try:
+                    size = path.stat().st_size
+                    path.unlink()
+                except FileNotFoundError:
+                    return 0
+                return size
+        except LockError:  # held elsewhere for 30 s: keep the blob (gc comes back)
+            return 0
+
+    def ensure_indexed(self, manifests: ManifestStore) -> None:
+        """Build the reference sets once from every manifest (datasets created before references existed, or a
+        Redis restored without them), before anything relies on them to remove a blob."""
+        if self.redis.exists(BLOB_REFS_INDEXED):
+            return
+        with self.redis.lock(BLOB_REFS_INDEXED + ":lock", timeout=600, blocking_timeout=600):
+            if self.redis.exists(BLOB_REFS_INDEXED):
+                return
+            for dataset in manifests.all_ids():
+                view = manifests.get(dataset)
+                if view is not None:
+                    self.add_dataset(view)
+            self.redis.set(BLOB_REFS_INDEXED, "1")
+
+
+class BlobStore:
+    """Files under ``<root>/ab/<sha256>``; writes are atomic (temp file + rename).
+
+    With ``refs`` (the api), every blob written is claimed for this store's request until :meth:`release`,
+    which removes the ones no dataset ended up referencing: a rejected upload leaves nothing behind."""
+
+    def __init__(self, root: Path, refs: BlobRefs | None = None) -> None:
         self.root = Path(root)
+        self.refs = refs
+        self.token = uuid.uuid4().hex
+        self.touched: set[str] = set()
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
@@ -49,7 +140,7 @@ class BlobStore:
         """Copy a stream into the store; return (sha256, size, path). Raises DatasetError over max_bytes."""
         self.root.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
-        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=INCOMING_PREFIX)
         try:
             with os.fdopen(fd, "wb") as out:
                 while block := stream.read(chunk):
@@ -62,15 +153,37 @@ class BlobStore:
             sha = digest.hexdigest()
             final = self.path(sha)
             final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():
-                os.unlink(tmp_name)
+            if self.refs is None:
+                self._link(tmp_name, final)
             else:
-                os.replace(tmp_name, final)
+                with self.refs.lock(sha):
+                    self.refs.claim(sha, self.token)
+                    self.touched.add(sha)
+                    self._link(tmp_name, final)
             return sha, size, final
         except BaseException:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
             raise
+
+    @staticmethod
+    def _link(tmp_name: str, final: Path) -> None:
+        if final.exists():
+            os.unlink(tmp_name)
+        else:
+            os.replace(tmp_name, final)
+
+    def release(self) -> int:
+        """End of the request: drop its claims and remove the blobs it wrote that no dataset references
+        (a rejected upload, files skipped as invalid). Returns the bytes freed."""
+        if self.refs is None:
+            return 0
+        freed = 0
+        for sha in sorted(self.touched):
+            self.refs.unclaim(sha, self.token)
+            freed += self.refs.remove_if_unused(sha, self.path(sha))
+        self.touched.clear()
+        return freed
 
 
 def safe_relative_name(name: str) -> str:
@@ -108,9 +221,10 @@ def parse_labels_csv(text: str) -> dict[str, str]:
     return labels
 
 
-def describe(name: str, path: Path, sha256: str, size: int, stored_path: str | None = None) -> tuple[FileEntry, bool]:
+def describe(name: str, path: Path, sha256: str, size: int, stored_path: str | None = None,
+             info: audio.AudioInfo | None = None) -> tuple[FileEntry, bool]:
     """Probe a stored file into a manifest entry; also say whether it is silent. Raises AudioError."""
-    info = audio.probe(path, name)
+    info = info or audio.probe(path, name)
     peak = audio.scan_peak(path, name)
     entry = FileEntry(
         name=name, sha256=sha256, bytes=size, duration_s=info.duration_s, sample_rate=info.sample_rate,
@@ -176,6 +290,7 @@ class ManifestStore:
             self.redis.hset(DATASET_NAMES, manifest.id, name[:200])
         existing = self.get(manifest.id)
         if existing is not None and not _replaces(manifest, existing):
+            BlobRefs(self.redis).add_dataset(existing)  # idempotent; repairs references a lost Redis dropped
             return existing
         payload = manifest.model_dump_json()
         self.mirror_dir.mkdir(parents=True, exist_ok=True)
@@ -185,8 +300,30 @@ class ManifestStore:
         pipe = self.redis.pipeline()
         pipe.set(DATASET_KEY.format(manifest.id), payload)
         pipe.zadd(DATASET_INDEX, {manifest.id: manifest.created_at.timestamp()})
+        BlobRefs(self.redis).add_dataset(manifest, pipe)
         pipe.execute()
         return manifest.model_copy(update={"name": name[:200] if name else None})
+
+    def delete(self, dataset: str) -> DatasetView | None:
+        """Remove a manifest (Redis, mirror, name, blob references); the blobs themselves are the caller's."""
+        view = self.get(dataset)
+        if view is None:
+            return None
+        pipe = self.redis.pipeline()
+        pipe.delete(DATASET_KEY.format(dataset))
+        pipe.zrem(DATASET_INDEX, dataset)
+        pipe.hdel(DATASET_NAMES, dataset)
+        pipe.execute()
+        (self.mirror_dir / f"{dataset}.json").unlink(missing_ok=True)
+        BlobRefs(self.redis).remove_dataset(view)
+        return view
+
+    def all_ids(self) -> list[str]:
+        """Every dataset id, in Redis or only in the mirror (a Redis that lost its data)."""
+        ids = {i.decode() if isinstance(i, bytes) else i for i in self.redis.zrange(DATASET_INDEX, 0, -1)}
+        if self.mirror_dir.is_dir():
+            ids.update(p.stem for p in self.mirror_dir.glob("*.json") if _is_hex_id(p.stem))
+        return sorted(ids)
 
     def get(self, dataset: str) -> DatasetView | None:
         raw = self.redis.get(DATASET_KEY.format(dataset))
@@ -218,6 +355,11 @@ def _replaces(new: DatasetView, old: DatasetView) -> bool:
 
 def _is_hex_id(value: str) -> bool:
     return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def blob_shas(manifest: DatasetView) -> set[str]:
+    """Blobs a manifest needs: its uploaded entries (registered entries are read from their own path)."""
+    return {f.sha256 for f in manifest.files or [] if not f.path}
 
 
 def file_location(entry: FileEntry, blobs: BlobStore) -> Path:

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     api_token: str | None = Field(None, description="If set, every /v1 request needs `Authorization: Bearer`.")
 
     job_timeout_s: int = Field(6 * 3600, gt=0, description="Hard limit for one job on a worker.")
-    result_ttl_s: int = Field(30 * 24 * 3600, gt=0, description="How long finished/failed jobs are kept.")
+    result_ttl_s: int = Field(30 * 24 * 3600, gt=0, description="How long RQ keeps its own data of a finished/failed "
+                              "job (soundcheck's job records: job_retention_s).")
 
     max_upload_bytes: int = Field(2 * 1024**3, gt=0, description="Largest accepted upload request body.")
     max_files_per_dataset: int = Field(100_000, gt=0)
@@ -65,6 +66,38 @@ class Settings(BaseSettings):
     # --- jobs (retries, liveness, locks, limits) ---
 
     # --- uploads, audio safety and storage hygiene ---
+    max_decoded_samples: int = Field(
+        1_500_000_000, gt=0,
+        description="Largest accepted file by its header: duration x sample rate x channels. Decoding streams "
+        "(memory stays one block plus the mono output), so this bounds the CPU time per file (about 10 s of "
+        "one core per 10^9 samples with FLAC + soxr HQ): the default admits an hour of 8-channel 48 kHz "
+        "audio (1.38e9) and refuses an hour of 8-channel 192 kHz (5.5e9), minutes of one core per file.",
+    )
+    job_retention_s: int = Field(
+        30 * 24 * 3600, gt=0,
+        description="How long `soundcheck gc` keeps a finished or failed job record and its result after it ended "
+        "(30 days: long enough to compare a training run with last month's).",
+    )
+    stats_cache_max_bytes: int = Field(
+        1 << 30, gt=0,
+        description="Bound on cached reference statistics and NDB bins in Redis (keys sc:stats:*); the least "
+        "recently used are evicted beyond it. 1 GiB holds ~30 statistics of 2048-d embeddings (CNN14, 33 MB "
+        "each) or ~8000 of 128-d ones, in the Redis that also holds the queue.",
+    )
+    gc_interval_s: float = Field(
+        3600.0, ge=0, description="How often one worker runs garbage collection (`soundcheck gc`); 0 turns it off.",
+    )
+    gc_min_age_s: float = Field(
+        3600.0, ge=0,
+        description="Files younger than this (blobs, upload temp files, cached embeddings) are never collected, so "
+        "gc cannot race an upload or a job that is writing them.",
+    )
+    embedding_key_ttl_s: float = Field(
+        7 * 24 * 3600, gt=0,
+        description="An embedding-cache directory whose key (model, weights, front end, resampler, package "
+        "versions) no worker has announced for this long holds old provenance and is removed by gc. Workers "
+        "announce their keys at start and at every gc run.",
+    )
 
     # --- security (tokens, quotas, binding) ---
     api_tokens: Annotated[list[str], NoDecode] = Field(

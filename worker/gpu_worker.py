@@ -77,6 +77,8 @@ def build_worker(settings: Settings | None = None, name: str | None = None) -> S
     import worker.fanout  # noqa: F401 - import the task modules (scipy, sklearn) now, not in the first job
     import worker.tasks  # noqa: F401
     runtime = load_runtime(settings)
+    from soundcheck.gc import start_periodic  # announce embedding keys; gc every SOUNDCHECK_GC_INTERVAL_S
+    start_periodic(settings, runtime.embedding_keys.values())
     set_runtime(runtime)
     redis = Redis.from_url(settings.redis_url)
     # one queue per loaded model (jobs that need it), then the shared one (signal-only jobs)

@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from redis import Redis
 from redis.exceptions import LockError
 
+from soundcheck import stats_lru
+from soundcheck.settings import get_settings
+
 STATS_KEY = "sc:stats:{}"
 LOCK_KEY = "sc:lock:{}"
 
@@ -23,11 +26,17 @@ class StatsCache:
         self.redis = redis
         self.lock_timeout_s = lock_timeout_s
 
+    #: Byte bound of all cached statistics (None: SOUNDCHECK_STATS_CACHE_MAX_BYTES).
+    max_bytes: int | None = None
+
     def get(self, key: str) -> bytes | None:
-        return self.redis.get(STATS_KEY.format(key))
+        """The cached value, marked as used now (least recently used ones are evicted first)."""
+        return stats_lru.get(self.redis, STATS_KEY.format(key))
 
     def put(self, key: str, value: bytes) -> None:
-        self.redis.set(STATS_KEY.format(key), value)
+        """Store, then evict the least recently used statistics beyond the byte bound."""
+        bound = self.max_bytes if self.max_bytes is not None else get_settings().stats_cache_max_bytes
+        stats_lru.put(self.redis, STATS_KEY.format(key), value, bound)
 
     @contextmanager
     def lock(self, key: str, wait_s: float = 600.0, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:

@@ -6,9 +6,18 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
 
-from app.api.deps import BlobsDep, ManifestsDep, SettingsDep
+from app.api.deps import ManifestsDep, RedisDep, SettingsDep
 from app.api.problems import errors
-from app.datasets import Collected, add_upload, finish, resolve_allowed, scan_directory
+from app.datasets import (
+    Collected,
+    DatasetInUse,
+    add_upload,
+    delete_dataset,
+    finish,
+    resolve_allowed,
+    scan_directory,
+)
+from soundcheck.datastore import BlobRefs, BlobStore
 from soundcheck.jobspec import DatasetView, RegisterDataset
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -20,17 +29,23 @@ def upload_dataset(
     files: Annotated[list[UploadFile], File(min_length=1,
                                             description="Audio files and/or zip archives; labels.csv optional")],
     manifests: ManifestsDep,
-    blobs: BlobsDep,
+    redis: RedisDep,
     settings: SettingsDep,
     response: Response,
     on_invalid: Annotated[Literal["reject", "skip"], Form()] = "reject",
     name: Annotated[str | None, Form(max_length=200)] = None,
     include_files: bool = False,
 ) -> DatasetView:
-    collected = Collected()
-    for upload in files:
-        add_upload(collected, upload.filename or "unnamed", upload.file, blobs, settings)
-    manifest = manifests.save(finish(collected, "upload", on_invalid), name=name)
+    refs = BlobRefs(redis)
+    refs.ensure_indexed(manifests)
+    blobs = BlobStore(settings.blob_dir, refs=refs)
+    try:
+        collected = Collected()
+        for upload in files:
+            add_upload(collected, upload.filename or "unnamed", upload.file, blobs, settings)
+        manifest = manifests.save(finish(collected, "upload", on_invalid), name=name)
+    finally:
+        blobs.release()  # whatever the outcome, blobs no dataset references do not stay
     response.headers["Location"] = f"/v1/datasets/{manifest.id}"
     return manifest if include_files else manifest.model_copy(update={"files": None})
 
@@ -61,3 +76,16 @@ def get_dataset(dataset_id: str, manifests: ManifestsDep, include_files: bool = 
     if manifest is None:
         raise HTTPException(404, f"dataset {dataset_id!r} not found")
     return manifest if include_files else manifest.model_copy(update={"files": None})
+
+
+@router.delete("/{dataset_id}", status_code=204, response_class=Response,
+                responses=errors(404, 409, 503))
+def remove_dataset(dataset_id: str, redis: RedisDep, settings: SettingsDep) -> Response:
+    """Delete a dataset; its blobs go unless another dataset shares them. 409 while a job uses it."""
+    try:
+        view = delete_dataset(redis, settings, dataset_id)
+    except DatasetInUse as exc:
+        raise HTTPException(409, str(exc)) from None
+    if view is None:
+        raise HTTPException(404, f"dataset {dataset_id!r} not found")
+    return Response(status_code=204)
