@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     # --- security (tokens, quotas, binding) ---
 
     # --- metric stage (statistics, bootstrap, KAD, caches) ---
+    kad_max_frames: int = Field(
+        20_000, ge=0, description="KAD on CPU: a set with more frames is cut to a seeded subsample of this many "
+        "(named in the result as subsampled_from; 0 = never). Time grows with frames^2: ~10 s at 20,000 x 128-d "
+        "on 2 cores (benchmarks/RESULTS.md). Not applied when KAD runs on CUDA.",
+    )
+    kad_device: str = Field(
+        "auto", description="Where KAD's kernel sums run: auto (CUDA when the worker has torch and a GPU, else "
+        "numpy) | numpy | a torch device (cpu, cuda, cuda:N); float64 everywhere.",
+    )
 
     # --- batching (one layer decides model batches) ---
 
