@@ -89,15 +89,14 @@ def _within_weighted(be: Backend, x: np.ndarray, frame_file: np.ndarray, weight_
     for i in range(0, len(x), block):
         _call(checkpoint)
         rows = slice(i, i + block)
-        w_rows = [w[:, ff[rows]].T for w in weights]
         for j in range(i, len(x), block):
             cols = slice(j, j + block)
             k = be.kernel_block(xs[rows], sq[rows], xs[cols], sq[cols], gamma)
             if i == j:
                 be.zero_diagonal(k)
             factor = 1.0 if i == j else 2.0
-            for out, w, w_r in zip(outs, weights, w_rows, strict=True):
-                out += factor * be.weighted_pairs(w_r, k, w[:, ff[cols]].T)
+            for out, w in zip(outs, weights, strict=True):
+                out += factor * be.weighted_pairs(w[:, ff[rows]].T, k, w[:, ff[cols]].T)
             if per_file is not None and frame_file[min(i + block, len(x)) - 1] >= frame_file[j]:
                 per_file += factor * be.group_sums(ff[rows], ff[cols], k, n_files)
     return [be.host(o) for o in outs], (be.host(per_file) if per_file is not None else None)
@@ -280,12 +279,12 @@ class KernelTerms:
         return self._be.name
 
     def _mmd2_blocks(self, blocks: Sequence[np.ndarray]) -> list[np.ndarray]:
-        dups = [w * (w - 1.0) for w in blocks]
-        groups = any(d.any() for d in dups)
+        groups = any(bool((w * (w - 1.0)).any()) for w in blocks)
         qs, within_file = _within_weighted(self._be, self.cand, self.frame_file, blocks, len(self.counts),
                                            self.gamma, self.block, groups, self.checkpoint)
         out = []
-        for w, dup, q in zip(blocks, dups, qs, strict=True):
+        for w, q in zip(blocks, qs, strict=True):
+            dup = w * (w - 1.0)
             if within_file is not None:
                 q = q - dup @ within_file
             n_w = w @ self.counts
