@@ -11,10 +11,10 @@ rounding bound does not certify 1e-12 (clusters or outliers far from the centre)
 pairs near the median directly, as ``pdist`` does.
 
 The median is found by selection, never by holding all n(n-1)/2 values: a pilot (pairs of a strided subset of
-512 points) brackets the median's rank; one pass over the blocks counts the pairs below the bracket and keeps
+1,024 points) brackets the median's rank; one pass over the blocks counts the pairs below the bracket and keeps
 those inside it (a few % of the pairs, capped at ``SELECT_CAP`` values); the wanted order statistics are taken
 from those. When the bracket misses or overflows the cap, a histogram of the same pass narrows it and another
-pass is made (rare: the bracket is 4 standard errors of the pilot's quantile wide).
+pass is made (rare: the bracket is 3 standard errors of the pilot's quantile wide).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 #: Most squared distances held at once by the selection (8 MiB of float64).
 SELECT_CAP = 1 << 20
-_PILOT_POINTS = 512
+_PILOT_POINTS = 1024
 _BINS = 4096
 _MAX_PASSES = 8
 
@@ -56,11 +56,11 @@ def _pilot_bracket(x: np.ndarray, sq: np.ndarray, n_pairs: int, ranks: Sequence[
     pairs = d2[np.triu_indices(len(p), k=1)]
     q_lo, q_hi = min(ranks) / (n_pairs - 1), max(ranks) / (n_pairs - 1)
     # The pilot quantile is a U-statistic: its standard error is ~2 sd(h1) / sqrt(points), where h1(a) is the
-    # share of a's pilot distances below the quantile. Widen the bracket by 4 of those, plus 0.5%.
+    # share of a's pilot distances below the quantile. Widen the bracket by 3 of those, plus 0.5%.
     centre = np.quantile(pairs, (q_lo + q_hi) / 2)
     np.fill_diagonal(d2, np.inf)
     share = (d2 < centre).sum(axis=1) / (len(p) - 1)
-    margin = 4.0 * 2.0 * float(share.std()) / np.sqrt(len(p)) + 0.005
+    margin = 3.0 * 2.0 * float(share.std()) / np.sqrt(len(p)) + 0.005
     lo, hi = np.quantile(pairs, [max(q_lo - margin, 0.0), min(q_hi + margin, 1.0)])
     return float(lo), float(np.nextafter(hi, np.inf))
 
