@@ -28,6 +28,7 @@ from soundcheck.settings import get_settings
 _VERSIONS = {name: "1" for name in METRIC_NAMES}
 _VERSIONS["fad"] = _VERSIONS["fad_inf"] = _VERSIONS["fad_per_file"] = "2"  # centred stats, Cholesky trace
 _VERSIONS["ndb"] = _VERSIONS["prdc"] = "2"  # one sample per file by default
+_VERSIONS["kad"] = "2"  # sets over kad_max_frames are subsampled off CUDA; blockwise median bandwidth
 FAD_FAMILY = frozenset({"fad", "fad_inf", "fad_per_file"})
 
 

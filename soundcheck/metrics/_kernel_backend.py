@@ -35,9 +35,14 @@ class NumpyBackend:
 
     def kernel_block(self, a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray,
                      gamma: float) -> np.ndarray:
-        d2 = a_sq[:, None] + b_sq[None, :] - 2.0 * (a @ b.T)
+        d2 = a_sq[:, None] + b_sq[None, :]  # two block-sized arrays at most, in place from here
+        ab = a @ b.T
+        ab *= 2.0
+        d2 -= ab
+        del ab
         np.maximum(d2, 0.0, out=d2)
-        return np.exp(-gamma * d2, out=d2)
+        d2 *= -gamma
+        return np.exp(d2, out=d2)
 
     def zero_diagonal(self, k: np.ndarray) -> None:
         np.fill_diagonal(k, 0.0)

@@ -36,7 +36,7 @@ Checkpoint = Callable[[], None] | None
 
 
 def median_pairwise_distance(x: np.ndarray, max_points: int = MEDIAN_MAX_POINTS, seed: int = 0,
-                             block_size: int = DEFAULT_BLOCK, checkpoint: Checkpoint = None) -> tuple[float, int]:
+                             checkpoint: Checkpoint = None) -> tuple[float, int]:
     """Median L2 distance over all pairs of ``x`` (or of a seeded subsample of ``max_points`` rows) and the
     number of rows used. 4,000 rows give ~8M pairs: the median is then known to well under 1%."""
     x = np.asarray(x, dtype=np.float64)
@@ -44,7 +44,7 @@ def median_pairwise_distance(x: np.ndarray, max_points: int = MEDIAN_MAX_POINTS,
         raise ValueError("the median pairwise distance needs at least 2 frames")
     if len(x) > max_points:
         x = x[np.random.default_rng(seed).choice(len(x), max_points, replace=False)]
-    return median_of_pairs(x, block_size, checkpoint), len(x)
+    return median_of_pairs(x, checkpoint=checkpoint), len(x)
 
 
 def subsample_rows(n: int, max_rows: int | None, seed: int, stream: int) -> np.ndarray | None:
@@ -136,7 +136,7 @@ def _bandwidth(ref: np.ndarray, bandwidth: float | None, seed: int, block: int,
         if not bandwidth > 0:
             raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
         return float(bandwidth), "given", None
-    h, used = median_pairwise_distance(ref, seed=seed, block_size=block, checkpoint=checkpoint)
+    h, used = median_pairwise_distance(ref, seed=seed, checkpoint=checkpoint)
     if not h > 0:
         raise ValueError("the reference frames are all identical: the median distance is 0, give a bandwidth")
     how = "median pairwise L2 distance of the reference frames"
