@@ -65,17 +65,18 @@ def _blocks(x: np.ndarray, sq: np.ndarray, block: int,
             yield i, j, d2
 
 
-def _pilot_bracket(x: np.ndarray, sq: np.ndarray, n_pairs: int, ranks: Sequence[int]) -> tuple[float, float]:
+def _pilot_bracket(x: np.ndarray, sq: np.ndarray, n_pairs: int, ranks: Sequence[int],
+                   block: int = BLOCK) -> tuple[float, float]:
     """A range of squared distances [lo, hi) that likely holds the wanted ranks, from a strided pilot subset."""
     idx = np.unique(np.linspace(0, len(x) - 1, min(len(x), _PILOT_POINTS)).astype(np.int64))
     p, p_sq = x[idx], sq[idx]
-    pairs = np.concatenate(list(_pair_blocks(p, p_sq, BLOCK)))
+    pairs = np.concatenate(list(_pair_blocks(p, p_sq, block)))
     q_lo, q_hi = min(ranks) / (n_pairs - 1), max(ranks) / (n_pairs - 1)
     # The pilot quantile is a U-statistic: its standard error is ~2 sd(h1) / sqrt(points), where h1(a) is the
     # share of a's pilot distances below the quantile. Widen the bracket by 3 of those, plus 0.5%.
     centre = np.quantile(pairs, (q_lo + q_hi) / 2)
     below = np.zeros(len(p))
-    for i, j, d2 in _blocks(p, p_sq, BLOCK, None):
+    for i, j, d2 in _blocks(p, p_sq, block, None):
         hit = d2 < centre
         if i == j:
             hit &= _upper(len(d2))
@@ -98,7 +99,7 @@ def pair_order_statistics(x: np.ndarray, ranks: Sequence[int], block: int = BLOC
     if n_pairs <= SELECT_CAP:
         values = np.concatenate(list(_pair_blocks(x, sq, block, checkpoint)))
         return np.partition(values, ranks)[ranks]
-    lo, hi = _pilot_bracket(x, sq, n_pairs, ranks)
+    lo, hi = _pilot_bracket(x, sq, n_pairs, ranks, block)
     collect = True
     for passes in range(_MAX_PASSES):
         collect = collect or passes == _MAX_PASSES - 1
