@@ -183,7 +183,9 @@ class KernelReference:
         return self.within_sum / (self.n * (self.n - 1))
 
     def shifted(self) -> np.ndarray:
-        return self.frames.astype(np.float64) - self.shift
+        x = self.frames.astype(np.float64)  # a copy even when float64: subtract in place
+        x -= self.shift
+        return x
 
     @classmethod
     def of(cls, ref: np.ndarray, bandwidth: float | None = None, seed: int = 0, block_size: int = DEFAULT_BLOCK,
@@ -199,8 +201,9 @@ class KernelReference:
         x = frames.astype(np.float64)
         h, source, used = _bandwidth(x, bandwidth, seed, block_size, checkpoint)
         shift = x.mean(axis=0)
+        x -= shift
         be = backend_for(device)
-        within = _within_sum(be, x - shift, 1.0 / (2.0 * h**2), int(block_size), checkpoint)
+        within = _within_sum(be, x, 1.0 / (2.0 * h**2), int(block_size), checkpoint)
         return cls(frames, shift, h, source, used, within, int(block_size), int(seed), max_frames or None,
                    subsampled_from, be.name)
 
@@ -246,7 +249,7 @@ class KernelTerms:
                  scale: float = 100.0, block_size: int = DEFAULT_BLOCK, seed: int = 0, *,
                  reference: KernelReference | None = None, device: str | None = None,
                  max_frames: int | None = None, checkpoint: Checkpoint = None) -> None:
-        arrays = [np.atleast_2d(np.asarray(f, dtype=np.float64)) for f in files]
+        arrays = [np.atleast_2d(np.asarray(f)) for f in files]
         if sum(len(a) for a in arrays) < 2:
             raise ValueError("KAD needs at least 2 frames in each set")
         if reference is None:
@@ -259,7 +262,7 @@ class KernelTerms:
         self.bandwidth, self.source, self.median_points = reference.bandwidth, reference.source, reference.median_points
         self.scale, self.block, self.seed = float(scale), int(block_size), int(seed)
         self.gamma = reference.gamma
-        cand = np.concatenate(arrays)
+        cand = np.concatenate(arrays)  # in the files' dtype; float64 below, once
         frame_file = np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])
         idx = subsample_rows(len(cand), max_frames, seed, 1)
         self.cand_subsampled_from = None if idx is None else len(cand)
@@ -269,7 +272,8 @@ class KernelTerms:
         self.counts = np.bincount(frame_file, minlength=len(arrays)).astype(np.float64)
         self._be = backend_for(device)
         self.ref = reference.shifted()
-        self.cand = cand - reference.shift
+        self.cand = cand.astype(np.float64)
+        self.cand -= reference.shift
         self.ref_term = reference.ref_term
         self.cross = _cross_column_sums(self._be, self.ref, self.cand, self.gamma, self.block, checkpoint)
         self._per_file_cross = np.bincount(frame_file, weights=self.cross, minlength=len(arrays))
@@ -302,7 +306,7 @@ class KernelTerms:
         the unbiased estimator."""
         weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
         blocks = [weights[i:i + RESAMPLE_BLOCK] for i in range(0, len(weights), RESAMPLE_BLOCK)]
-        return np.concatenate(self._mmd2_blocks(blocks))
+        return np.concatenate(self._mmd2_blocks(blocks)) if blocks else np.zeros(0)
 
     def point_and_resamples(self, weights: np.ndarray | None) -> tuple[float, np.ndarray | None]:
         """MMD^2 of the full set and of each resample, sharing one pass over the candidate kernel. The full set
@@ -312,7 +316,7 @@ class KernelTerms:
             weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
             blocks += [weights[i:i + RESAMPLE_BLOCK] for i in range(0, len(weights), RESAMPLE_BLOCK)]
         values = self._mmd2_blocks(blocks)
-        return float(values[0][0]), (None if weights is None else np.concatenate(values[1:]))
+        return float(values[0][0]), (None if weights is None else np.concatenate([np.zeros(0), *values[1:]]))
 
     def subsampled_from(self) -> dict | None:
         ref_from = self.reference.subsampled_from
