@@ -9,6 +9,8 @@ interleaved, median of ``--repeats``, at ``--ratio-size`` frames per set (128-d)
 - kad_warm_vs_candidate_side: a job given a cached KernelReference (decoded from bytes) against the
   candidate-side kernel work alone (cross sums + candidate within sums, same resamples): the reference side
   left in a warm job. Target <= 1.05.
+- kad_warm_vs_cold: the same warm job against a cold one (median bandwidth + reference term + the rest); at
+  equal set sizes the reference term is a quarter of the kernel pairs, so target <= 0.75.
 - kad_bootstrap_peak_B1000_vs_B10: peak memory with 1,000 resamples against 10 (bounded independently of B).
 - kad_bootstrap_time_B100_vs_B0: what 100 resamples cost on top of the point estimate.
 Then one table row per size and dim (single runs: cold job, warm job, peak), the dense N x N float64 matrix
@@ -82,11 +84,13 @@ def ratios(n: int, repeats: int, frames_per_file: int, device: str | None) -> No
     weights = resample_weights(len(files), 100, seed=0)
     reference = KernelReference.of(ref, device=device)
     blob = reference.to_bytes()
-    warm, side = [], []
+    warm, side, cold = [], [], []
     for _ in range(repeats):
         warm.append(traced(lambda: warm_job(blob, files, weights, device))[0])
         side.append(traced(lambda: candidate_side(reference, files, weights, device))[0])
+        cold.append(traced(lambda: cold_job(ref, files, weights, device))[0])
     line(f"kad_warm_vs_candidate_side_{n}x{n}_128d_B100", float(np.median(warm)), float(np.median(side)), "s", 1.05)
+    line(f"kad_warm_vs_cold_{n}x{n}_128d_B100", float(np.median(warm)), float(np.median(cold)), "s", 0.75, "peer")
     small, large = resample_weights(len(files), 10, seed=0), resample_weights(len(files), 1000, seed=0)
     peaks = {10: [], 1000: []}
     for _ in range(repeats):
