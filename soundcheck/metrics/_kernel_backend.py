@@ -65,14 +65,13 @@ class NumpyBackend:
 class TorchBackend:
     """The same operations on torch float64 tensors of one device."""
 
-    name = "torch"
-
     def __init__(self, device: str) -> None:
         import torch  # lazily: only a worker that computes KAD on a torch device pays for it
 
         self.torch = torch
         self.device = torch.device(device)
         self.is_cuda = self.device.type == "cuda"
+        self.name = f"torch:{self.device.type}"  # sums of different libraries/devices differ in the last bits
 
     def to(self, x: Any) -> Any:
         return self.torch.as_tensor(np.asarray(x, dtype=np.float64), device=self.device)

@@ -127,7 +127,7 @@ class KadResult:
     median_points: int | None  # reference frames the median was computed over (None when given)
     #: frames each set had before a seeded subsample to ``max_frames`` (None: all frames used), and the seed
     subsampled_from: dict | None = None
-    backend: str = "numpy"
+    backend: str = "numpy"  # "numpy" or "torch:<device type>"
 
 
 def _bandwidth(ref: np.ndarray, bandwidth: float | None, seed: int, block: int,
@@ -252,12 +252,16 @@ class KernelTerms:
         arrays = [np.atleast_2d(np.asarray(f)) for f in files]
         if sum(len(a) for a in arrays) < 2:
             raise ValueError("KAD needs at least 2 frames in each set")
-        if reference is None:
+        self._be = backend_for(device)
+        if reference is not None:
+            reference.check(bandwidth, seed, block_size, max_frames)
+            if reference.backend != self._be.name:
+                raise ValueError(f"the cached KAD reference was computed with {reference.backend}, this job runs "
+                                 f"{self._be.name}: the sums would differ in the last bits")
+        else:
             if ref is None:
                 raise ValueError("KAD needs the reference frames or a KernelReference")
             reference = KernelReference.of(ref, bandwidth, seed, block_size, max_frames, device, checkpoint)
-        else:
-            reference.check(bandwidth, seed, block_size, max_frames)
         self.reference, self.checkpoint = reference, checkpoint
         self.bandwidth, self.source, self.median_points = reference.bandwidth, reference.source, reference.median_points
         self.scale, self.block, self.seed = float(scale), int(block_size), int(seed)
@@ -270,7 +274,6 @@ class KernelTerms:
             cand, frame_file = cand[idx], frame_file[idx]
         self.frame_file = frame_file
         self.counts = np.bincount(frame_file, minlength=len(arrays)).astype(np.float64)
-        self._be = backend_for(device)
         self.ref = reference.shifted()
         self.cand = cand.astype(np.float64)
         self.cand -= reference.shift

@@ -277,7 +277,9 @@ def test_torch_backend_on_cpu_tensors_equals_numpy(rng):
     ours = KernelTerms(x, files, block_size=32).point_and_resamples(weights)
     torch_terms = KernelTerms(x, files, block_size=32, device="cpu")
     theirs = torch_terms.point_and_resamples(weights)
-    assert torch_terms.backend == "torch" and torch_terms.reference.backend == "torch"
+    assert torch_terms.backend == "torch:cpu" and torch_terms.reference.backend == "torch:cpu"
+    with pytest.raises(ValueError, match="computed with numpy"):
+        KernelTerms(None, files, block_size=32, device="cpu", reference=KernelReference.of(x, block_size=32))
     assert theirs[0] == pytest.approx(ours[0], rel=1e-9)
     np.testing.assert_allclose(theirs[1], ours[1], rtol=1e-9)
 
