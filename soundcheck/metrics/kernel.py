@@ -16,6 +16,7 @@ that builds it. The sums run on numpy, or on torch (float64) on a device such as
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -216,26 +217,48 @@ class KernelReference:
             raise ValueError("the cached KAD reference was built with other options (bandwidth, seed, block size "
                              "or max_frames)")
 
-    def to_bytes(self) -> bytes:
+    def fingerprint(self) -> str:
+        """blake2b of the frames (dtype, shape, bytes): ties the cached terms to the frames they came from."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{self.frames.dtype.str}{self.frames.shape}".encode())
+        h.update(np.ascontiguousarray(self.frames).tobytes())
+        return h.hexdigest()
+
+    def to_bytes(self, include_frames: bool = True) -> bytes:
+        """npz bytes (no pickle). Without the frames they are small (the terms and the shift); ``from_bytes``
+        then needs the reference frames again and checks them against the stored fingerprint."""
         buf = io.BytesIO()
-        np.savez(buf, format=np.int64(_FORMAT), frames=self.frames, shift=self.shift,
-                 bandwidth=np.float64(self.bandwidth), source=np.str_(self.source),
+        frames = {"frames": self.frames} if include_frames else {}
+        np.savez(buf, format=np.int64(_FORMAT), shift=self.shift, fingerprint=np.str_(self.fingerprint()),
+                 n=np.int64(self.n), bandwidth=np.float64(self.bandwidth), source=np.str_(self.source),
                  median_points=np.int64(-1 if self.median_points is None else self.median_points),
                  within_sum=np.float64(self.within_sum), block_size=np.int64(self.block_size),
                  seed=np.int64(self.seed), max_frames=np.int64(self.max_frames or 0),
                  subsampled_from=np.int64(-1 if self.subsampled_from is None else self.subsampled_from),
-                 backend=np.str_(self.backend))
+                 backend=np.str_(self.backend), **frames)
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> KernelReference:
+    def from_bytes(cls, data: bytes, frames: np.ndarray | None = None) -> KernelReference:
+        """``frames``: the full reference frames, needed when the bytes were written without them."""
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             if int(z["format"]) != _FORMAT:
                 raise ValueError(f"unknown KernelReference format {int(z['format'])}")
-            median, sub = int(z["median_points"]), int(z["subsampled_from"])
-            return cls(z["frames"].copy(), z["shift"].copy(), float(z["bandwidth"]), str(z["source"]),
-                       None if median < 0 else median, float(z["within_sum"]), int(z["block_size"]),
-                       int(z["seed"]), int(z["max_frames"]) or None, None if sub < 0 else sub, str(z["backend"]))
+            median, sub, seed = int(z["median_points"]), int(z["subsampled_from"]), int(z["seed"])
+            if "frames" in z:
+                kept = z["frames"].copy()
+            elif frames is None:
+                raise ValueError("this KernelReference was stored without its frames: pass the reference frames")
+            else:
+                kept = _as_frames(frames)
+                idx = subsample_rows(len(kept), int(z["max_frames"]) or None, seed, 0)
+                kept = kept[idx] if idx is not None else kept
+            out = cls(kept, z["shift"].copy(), float(z["bandwidth"]), str(z["source"]),
+                      None if median < 0 else median, float(z["within_sum"]), int(z["block_size"]), seed,
+                      int(z["max_frames"]) or None, None if sub < 0 else sub, str(z["backend"]))
+            if out.fingerprint() != str(z["fingerprint"]):
+                raise ValueError("the reference frames are not those the cached KAD reference was built from")
+            return out
 
 
 class KernelTerms:

@@ -213,6 +213,26 @@ def test_a_kernel_reference_refuses_other_options(rng):
             KernelTerms(None, files, reference=reference, **kwargs)
 
 
+def test_a_kernel_reference_stored_without_frames_takes_them_back_and_checks_them(rng):
+    ref = rng.standard_normal((400, 5)).astype(np.float32)
+    files = [rng.standard_normal((4, 5)) for _ in range(20)]
+    full = KernelReference.of(ref, seed=2, max_frames=300)
+    small = full.to_bytes(include_frames=False)
+    assert len(small) <= len(full.to_bytes()) - full.frames.nbytes
+    with pytest.raises(ValueError, match="without its frames"):
+        KernelReference.from_bytes(small)
+    back = KernelReference.from_bytes(small, frames=ref)
+    assert np.array_equal(back.frames, full.frames)
+    cold = KernelTerms(ref, files, seed=2, max_frames=300).point_and_resamples(resample_weights(20, 4, seed=0))
+    warm = KernelTerms(None, files, seed=2, max_frames=300, reference=back).point_and_resamples(
+        resample_weights(20, 4, seed=0))
+    assert cold[0] == warm[0] and np.array_equal(cold[1], warm[1])
+    other = ref.copy()
+    other[0, 0] += 1.0
+    with pytest.raises(ValueError, match="not those"):
+        KernelReference.from_bytes(small, frames=other)
+
+
 def test_kernel_reference_bytes_are_npz_without_pickle(rng):
     data = KernelReference.of(rng.standard_normal((20, 3))).to_bytes()
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
