@@ -228,7 +228,7 @@ def test_a_kernel_reference_stored_without_frames_takes_them_back_and_checks_the
         resample_weights(20, 4, seed=0))
     assert cold[0] == warm[0] and np.array_equal(cold[1], warm[1])
     other = ref.copy()
-    other[0, 0] += 1.0
+    other[:, 0] += 1.0  # every row: the subsample keeps 300 of them
     with pytest.raises(ValueError, match="not those"):
         KernelReference.from_bytes(small, frames=other)
 
