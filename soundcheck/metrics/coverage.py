@@ -263,18 +263,22 @@ class PrdcTerms:
         and coverage take ``RESAMPLE_BLOCK`` rows at a time (memory ~ reference samples x block)."""
         weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
         n_w = weights @ self.counts
-        recall_hits, cover_hits = self.recall_hits.astype(np.float32), self.cover_hits.astype(np.float32)
-        recall, coverage = np.empty(len(weights)), np.empty(len(weights))
-        for i in range(0, len(weights), RESAMPLE_BLOCK):
-            present = (weights[i:i + RESAMPLE_BLOCK] > 0).astype(np.float32).T  # exact: counts < 2^24 files
-            recall[i:i + RESAMPLE_BLOCK] = ((recall_hits @ present) > 0).mean(axis=0)
-            coverage[i:i + RESAMPLE_BLOCK] = ((cover_hits @ present) > 0).mean(axis=0)
         return {
             "precision": weights @ self.precision_sum / n_w,
-            "recall": recall,
+            "recall": self._any_present(self.recall_hits, weights),
             "density": weights @ self.density_sum / n_w,
-            "coverage": coverage,
+            "coverage": self._any_present(self.cover_hits, weights),
         }
+
+    @staticmethod
+    def _any_present(hits: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Per resample: the share of reference samples with a hit in some file present in it."""
+        as_float = hits.astype(np.float32)  # a 0/1 product is exact in float32 below 2^24 files
+        out = np.empty(len(weights))
+        for i in range(0, len(weights), RESAMPLE_BLOCK):
+            present = (weights[i:i + RESAMPLE_BLOCK] > 0).astype(np.float32).T
+            out[i:i + RESAMPLE_BLOCK] = ((as_float @ present) > 0).mean(axis=0)
+        return out
 
 
 def prdc(real: np.ndarray, fake: np.ndarray | Sequence[np.ndarray], k: int = 5) -> dict[str, float]:
