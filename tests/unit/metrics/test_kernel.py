@@ -304,6 +304,22 @@ def test_torch_backend_on_cpu_tensors_equals_numpy(rng):
     np.testing.assert_allclose(theirs[1], ours[1], rtol=1e-9)
 
 
+def test_torch_backend_on_cuda_equals_numpy(rng):
+    """Runs where a GPU is lent (skipped elsewhere): the CUDA sums against numpy, same tolerance."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    x = rng.standard_normal((700, 32)) + 1.0
+    files = [rng.standard_normal((int(n), 32)) for n in rng.integers(1, 12, size=120)]
+    weights = resample_weights(120, 300, seed=3)
+    ours = KernelTerms(x, files, block_size=256).point_and_resamples(weights)
+    cuda = KernelTerms(x, files, block_size=256, device="cuda")
+    theirs = cuda.point_and_resamples(weights)
+    assert cuda.backend == "torch:cuda"
+    assert theirs[0] == pytest.approx(ours[0], rel=1e-9)
+    np.testing.assert_allclose(theirs[1], ours[1], rtol=1e-9)
+
+
 def test_auto_device_never_imports_torch():
     code = ("import sys, numpy as np; from soundcheck.metrics.kernel import kernel_audio_distance;"
             "r = np.random.default_rng(0); print(kernel_audio_distance(r.standard_normal((20, 3)),"
