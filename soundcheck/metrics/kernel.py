@@ -192,6 +192,8 @@ class KernelReference:
     def of(cls, ref: np.ndarray, bandwidth: float | None = None, seed: int = 0, block_size: int = DEFAULT_BLOCK,
            max_frames: int | None = None, device: str | None = None, checkpoint: Checkpoint = None
            ) -> KernelReference:
+        if max_frames is not None and 0 < max_frames < 2:
+            raise ValueError(f"max_frames must be 0 (no cap) or at least 2, got {max_frames}")
         frames = _as_frames(ref)
         if frames.ndim != 2 or len(frames) < 2:
             raise ValueError("KAD needs at least 2 frames in each set")
