@@ -20,14 +20,16 @@ from soundcheck.metrics import diagnostics as diag
 from soundcheck.metrics import signal as sig
 from soundcheck.metrics.bootstrap import percentile_interval, resample_weights
 from soundcheck.metrics.classifier import KL_EPS, classification_accuracy, inception_score, linear_probe, paired_kl
-from soundcheck.metrics.coverage import NdbBins, PrdcTerms
+from soundcheck.metrics.coverage import NdbBins, PrdcReference, PrdcTerms
 from soundcheck.metrics.frechet import FileGaussians, FrechetReference, GaussianStats, fad_inf, fad_per_file
-from soundcheck.metrics.kernel import KernelTerms
+from soundcheck.metrics.kernel import KernelReference, KernelTerms, backend_for
+from soundcheck.settings import get_settings
 
 _VERSIONS = {name: "1" for name in METRIC_NAMES}
 _VERSIONS["fad"] = _VERSIONS["fad_inf"] = _VERSIONS["fad_per_file"] = "2"  # centred stats, Cholesky trace
 _VERSIONS["ndb"] = _VERSIONS["prdc"] = "2"  # one sample per file by default
 _VERSIONS["mcd"] = "2"  # SPTK mel-cepstra of order 24 (version 1, on 13 log-mel MFCC, is now mfcc_distance)
+_VERSIONS["kad"] = "2"  # sets over kad_max_frames are subsampled off CUDA; blockwise median bandwidth
 FAD_FAMILY = frozenset({"fad", "fad_inf", "fad_per_file"})
 
 
@@ -195,9 +197,19 @@ def _fad_per_file(ctx: _Context) -> dict:
 
 
 def _kad(ctx: _Context) -> dict:
-    opts = ctx.options.kad
+    """The reference side is one ``KernelReference`` (ctx cache key ``kad_reference``: a cached one put there
+    is used as is and gives the same numbers). Sums run on ``kad_device``; off CUDA each set is capped at
+    ``kad_max_frames`` frames by a seeded subsample, named in the result."""
+    opts, settings = ctx.options.kad, get_settings()
+    device = settings.kad_device
+    max_frames = None if backend_for(device).is_cuda else (settings.kad_max_frames or None)
+    seed = ctx.options.seed
     try:
-        terms = KernelTerms(ctx.ref_all("kad"), ctx.cand_frames, opts.bandwidth, opts.scale, seed=ctx.options.seed)
+        reference = ctx.cached("kad_reference", lambda: KernelReference.of(
+            ctx.ref_all("kad"), opts.bandwidth, seed, max_frames=max_frames, device=device,
+            checkpoint=ctx.checkpoint))
+        terms = KernelTerms(None, ctx.cand_frames, opts.bandwidth, opts.scale, seed=seed, reference=reference,
+                            device=device, max_frames=max_frames, checkpoint=ctx.checkpoint)
     except ValueError as exc:
         raise MetricInputError(f"kad: {exc}") from exc
     point, boot = terms.point_and_resamples(ctx.weights())
@@ -205,7 +217,8 @@ def _kad(ctx: _Context) -> dict:
     values = boot * terms.scale if boot is not None else None
     return {"value": res.value, "interval": ctx.interval(values, res.value), "mmd2": res.mmd2,
             "bandwidth": res.bandwidth, "bandwidth_source": res.bandwidth_source,
-            "median_points": res.median_points, "scale": res.scale,
+            "median_points": res.median_points, "scale": res.scale, "seed": seed,
+            "subsampled_from": res.subsampled_from, "backend": res.backend,
             "kernel": "gaussian rbf exp(-||a-b||^2 / (2 h^2)), unbiased MMD^2"}
 
 
@@ -218,7 +231,7 @@ def _ndb(ctx: _Context) -> dict:
         raise MetricInputError(f"NDB with K={opts.k} bins needs at least {2 * opts.k} reference {opts.unit}s (two "
                                f"per bin), got {len(ref)}; lower options.ndb.k")
     else:
-        bins = NdbBins.fit(ref, k=opts.k, whiten=opts.whiten, seed=ctx.options.seed)
+        bins = NdbBins.fit(ref, k=opts.k, whiten=opts.whiten, seed=ctx.options.seed, checkpoint=ctx.checkpoint)
     res = bins.evaluate(np.concatenate(cand), alpha=opts.alpha, z_threshold=opts.z_threshold)
     return {"value": res.ndb, "interval": None, "ndb": res.ndb, "ndb_over_k": res.ndb_over_k, "k": res.k,
             "jsd": res.jsd_nats, "jsd_bits": res.jsd_bits, "different_bins": res.different_bins,
@@ -232,8 +245,9 @@ def _ndb(ctx: _Context) -> dict:
 def _prdc(ctx: _Context) -> dict:
     k, unit = ctx.options.prdc.k, ctx.options.prdc.unit
     ref, cand = ctx.samples("prdc", unit)
-    try:
-        terms = PrdcTerms(ref, cand, k)
+    try:  # ctx cache key prdc_reference_<unit>: a cached PrdcReference put there is used as is
+        reference = ctx.cached(f"prdc_reference_{unit}", lambda: PrdcReference.of(ref, (k,), ctx.checkpoint))
+        terms = PrdcTerms(None, cand, k, reference=reference, checkpoint=ctx.checkpoint)
     except ValueError as exc:
         raise MetricInputError(f"prdc: {exc}; lower options.prdc.k") from exc
     point = terms.scores(np.ones((1, len(ctx.candidate))))

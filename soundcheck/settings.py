@@ -115,6 +115,16 @@ class Settings(BaseSettings):
     )
 
     # --- metric stage (statistics, bootstrap, KAD, caches) ---
+    kad_max_frames: int = Field(
+        20_000, ge=0, description="KAD on CPU: a set with more frames is cut to a seeded subsample of this many "
+        "(named in the result as subsampled_from; 0 = never, else at least 2). Time grows with frames^2: 10,000 + "
+        "10,000 frames took 12-16 s at 128-d and 30-44 s at 1024-d with 100 resamples on 2 busy cores "
+        "(benchmarks/RESULTS.md); the default cap costs ~4x that. Not applied when KAD runs on CUDA.",
+    )
+    kad_device: str = Field(
+        "auto", description="Where KAD's kernel sums run: auto (CUDA when the worker has torch and a GPU, else "
+        "numpy) | numpy | a torch device (cpu, cuda, cuda:N); float64 everywhere.",
+    )
 
     # --- batching (one layer decides model batches) ---
 

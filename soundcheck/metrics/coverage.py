@@ -4,8 +4,8 @@ precision/recall/density/coverage (Kynkäänniemi et al. 2019; Naeem et al., ICM
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import rel_entr
@@ -16,6 +16,22 @@ from sklearn.metrics import pairwise_distances_argmin, pairwise_distances_chunke
 WHITEN_EPS = 1e-6
 #: Memory per chunk of pairwise distances (MiB), see sklearn's ``working_memory``.
 WORKING_MEMORY_MB = 256
+#: Bootstrap resamples scored together (memory ~ reference samples x this, independent of B).
+RESAMPLE_BLOCK = 256
+_FORMAT = 1
+
+Checkpoint = Callable[[], None] | None
+
+
+def _call(checkpoint: Checkpoint) -> None:
+    if checkpoint is not None:
+        checkpoint()
+
+
+def _same_clustering(labels: np.ndarray, best: np.ndarray, k: int) -> bool:
+    """sklearn's ``_is_same_clustering``: every label of ``labels`` maps to a single label of ``best``."""
+    pairs = np.unique(labels.astype(np.int64) * k + best)
+    return len(pairs) == len(np.unique(labels))
 
 
 @dataclass(frozen=True)
@@ -80,7 +96,10 @@ class NdbBins:
 
     @classmethod
     def fit(cls, ref: np.ndarray, k: int = 100, whiten: bool = True, seed: int = 0, n_init: int = 3,
-            max_iter: int = 100) -> NdbBins:
+            max_iter: int = 100, checkpoint: Checkpoint = None) -> NdbBins:
+        """K-means with ``n_init`` restarts, run as separate one-init fits so that ``checkpoint`` is called
+        between them. They draw from one ``RandomState(seed)`` in turn and keep the best inertia by sklearn's
+        own rule, which is what ``KMeans(n_init=n_init, random_state=seed)`` does inside: same bins."""
         x = np.asarray(ref, dtype=np.float64)
         if len(x) < k:
             raise ValueError(f"NDB with K={k} bins needs at least {k} reference frames, got {len(x)}")
@@ -88,7 +107,14 @@ class NdbBins:
         if whiten:
             mean, std = x.mean(axis=0), x.std(axis=0) + WHITEN_EPS
             x = (x - mean) / std
-        km = KMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed).fit(x)
+        state = np.random.RandomState(seed)
+        km = None
+        for _ in range(n_init):
+            _call(checkpoint)
+            fit = KMeans(n_clusters=k, n_init=1, max_iter=max_iter, random_state=state).fit(x)
+            if km is None or (fit.inertia_ < km.inertia_ and not _same_clustering(fit.labels_, km.labels_, k)):
+                km = fit
+        assert km is not None, "n_init must be >= 1"
         counts = np.bincount(km.labels_, minlength=k)
         order = np.argsort(-counts, kind="stable")
         return cls(km.cluster_centers_[order], counts[order] / len(x), len(x), mean, std, seed)
@@ -134,13 +160,56 @@ def ndb_jsd(ref: np.ndarray, cand: np.ndarray, k: int = 100, whiten: bool = True
     return NdbBins.fit(ref, k=k, whiten=whiten, seed=seed).evaluate(cand, alpha=alpha, z_threshold=z_threshold)
 
 
-def _kth_neighbour_radii(x: np.ndarray, k: int) -> np.ndarray:
+def _kth_neighbour_radii(x: np.ndarray, k: int, checkpoint: Checkpoint = None) -> np.ndarray:
     """Distance of each row to its k-th nearest other row (the (k+1)-th smallest distance, self included)."""
     if len(x) <= k:
         raise ValueError(f"PRDC with k={k} needs more than {k} frames per set, got {len(x)}")
-    parts = pairwise_distances_chunked(x, reduce_func=lambda chunk, start: np.partition(chunk, k, axis=1)[:, k],
-                                       metric="euclidean", working_memory=WORKING_MEMORY_MB)
+
+    def reduce(chunk: np.ndarray, start: int) -> np.ndarray:
+        _call(checkpoint)
+        return np.partition(chunk, k, axis=1)[:, k]
+
+    parts = pairwise_distances_chunked(x, reduce_func=reduce, metric="euclidean", working_memory=WORKING_MEMORY_MB)
     return np.concatenate(list(parts))
+
+
+def _as_samples(x: np.ndarray) -> np.ndarray:
+    x = np.atleast_2d(np.asarray(x))
+    return np.ascontiguousarray(x if x.dtype in (np.float32, np.float64) else x.astype(np.float64))
+
+
+@dataclass(frozen=True, eq=False)
+class PrdcReference:
+    """The reference side of PRDC: the reference samples (dtype kept) and their k-NN radii per k, cacheable as
+    bytes (npz, no pickle). ``PrdcTerms`` given one computes what it would compute from the samples."""
+
+    samples: np.ndarray
+    radii: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, real: np.ndarray, ks: Sequence[int] = (5,), checkpoint: Checkpoint = None) -> PrdcReference:
+        samples = _as_samples(real)
+        x = samples.astype(np.float64)
+        return cls(samples, {int(k): _kth_neighbour_radii(x, int(k), checkpoint) for k in ks})
+
+    def radius(self, k: int, checkpoint: Checkpoint = None) -> np.ndarray:
+        """The k-NN radii (computed here when this reference was cached without them)."""
+        found = self.radii.get(int(k))
+        return found if found is not None else _kth_neighbour_radii(self.samples.astype(np.float64), k, checkpoint)
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        ks = sorted(self.radii)
+        np.savez(buf, format=np.int64(_FORMAT), samples=self.samples, ks=np.array(ks, dtype=np.int64),
+                 **{f"radii_{k}": self.radii[k] for k in ks})
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PrdcReference:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            if int(z["format"]) != _FORMAT:
+                raise ValueError(f"unknown PrdcReference format {int(z['format'])}")
+            return cls(z["samples"].copy(), {int(k): z[f"radii_{int(k)}"].copy() for k in z["ks"]})
 
 
 class PrdcTerms:
@@ -149,29 +218,38 @@ class PrdcTerms:
     precision and density average per-candidate-frame quantities; coverage asks, per reference frame, whether
     some candidate file holds a frame inside its k-NN ball; recall whether it lies inside some candidate
     frame's k-NN ball. Resamples keep the candidate radii of the full set (a duplicated frame would otherwise
-    have a zero k-NN radius).
+    have a zero k-NN radius). ``reference``: a (cached) :class:`PrdcReference` used instead of ``real`` (which
+    may then be None); ``checkpoint`` is called between chunks of distances.
     """
 
-    def __init__(self, real: np.ndarray, fake_files: Sequence[np.ndarray], k: int = 5) -> None:
-        real = np.asarray(real, dtype=np.float64)
+    def __init__(self, real: np.ndarray | None, fake_files: Sequence[np.ndarray], k: int = 5, *,
+                 reference: PrdcReference | None = None, checkpoint: Checkpoint = None) -> None:
+        if reference is None:
+            if real is None:
+                raise ValueError("PRDC needs the reference samples or a PrdcReference")
+            reference = PrdcReference.of(real, (k,), checkpoint)
+        self.reference = reference
+        real = reference.samples.astype(np.float64)
+        real_r = reference.radius(k, checkpoint)
         arrays = [np.atleast_2d(np.asarray(f, dtype=np.float64)) for f in fake_files]
         fake = np.concatenate(arrays)
         self.k, self.n_real = k, len(real)
         self.counts = np.array([len(a) for a in arrays], dtype=np.float64)
         frame_file = np.repeat(np.arange(len(arrays)), self.counts.astype(int))
-        real_r, fake_r = _kth_neighbour_radii(real, k), _kth_neighbour_radii(fake, k)
+        fake_r = _kth_neighbour_radii(fake, k, checkpoint)
         n_files = len(arrays)
         inside = np.zeros(len(fake))  # per fake frame: number of real balls that contain it
         self.recall_hits = np.zeros((len(real), n_files), dtype=bool)
         self.cover_hits = np.zeros((len(real), n_files), dtype=bool)
+        starts = np.flatnonzero(np.r_[True, np.diff(frame_file) != 0])
 
         def reduce(chunk: np.ndarray, start: int) -> None:
+            _call(checkpoint)
             rows = slice(start, start + len(chunk))
             in_real_ball = chunk < real_r[rows, None]
             inside[:] += in_real_ball.sum(axis=0)
             for hits, mask in ((self.recall_hits, chunk < fake_r[None, :]), (self.cover_hits, in_real_ball)):
-                np.logical_or.reduceat(mask, np.flatnonzero(np.r_[True, np.diff(frame_file) != 0]), axis=1,
-                                       out=hits[rows])
+                np.logical_or.reduceat(mask, starts, axis=1, out=hits[rows])
             return None
 
         for _ in pairwise_distances_chunked(real, fake, reduce_func=reduce, metric="euclidean",
@@ -181,16 +259,26 @@ class PrdcTerms:
         self.density_sum = np.bincount(frame_file, weights=inside, minlength=n_files) / k
 
     def scores(self, weights: np.ndarray) -> dict[str, np.ndarray]:
-        """precision, recall, density, coverage for each row of file multiplicities ``weights`` [B, F]."""
+        """precision, recall, density, coverage for each row of file multiplicities ``weights`` [B, F]; recall
+        and coverage take ``RESAMPLE_BLOCK`` rows at a time (memory ~ reference samples x block)."""
         weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
         n_w = weights @ self.counts
-        present = (weights > 0).astype(np.float64).T
         return {
             "precision": weights @ self.precision_sum / n_w,
-            "recall": ((self.recall_hits.astype(np.float32) @ present) > 0).mean(axis=0),
+            "recall": self._any_present(self.recall_hits, weights),
             "density": weights @ self.density_sum / n_w,
-            "coverage": ((self.cover_hits.astype(np.float32) @ present) > 0).mean(axis=0),
+            "coverage": self._any_present(self.cover_hits, weights),
         }
+
+    @staticmethod
+    def _any_present(hits: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Per resample: the share of reference samples with a hit in some file present in it."""
+        as_float = hits.astype(np.float32)  # a 0/1 product is exact in float32 below 2^24 files
+        out = np.empty(len(weights))
+        for i in range(0, len(weights), RESAMPLE_BLOCK):
+            present = (weights[i:i + RESAMPLE_BLOCK] > 0).astype(np.float32).T
+            out[i:i + RESAMPLE_BLOCK] = ((as_float @ present) > 0).mean(axis=0)
+        return out
 
 
 def prdc(real: np.ndarray, fake: np.ndarray | Sequence[np.ndarray], k: int = 5) -> dict[str, float]:

@@ -8,9 +8,10 @@ import pytest
 from prdc import compute_prdc
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency
+from sklearn.cluster import KMeans
 
-from soundcheck.metrics import NdbBins, ndb_jsd, prdc
-from soundcheck.metrics.coverage import PrdcTerms
+from soundcheck.metrics import NdbBins, coverage, ndb_jsd, prdc
+from soundcheck.metrics.coverage import PrdcReference, PrdcTerms
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +135,71 @@ def test_prdc_readme_example_of_the_prdc_package():
     assert got["recall"] == pytest.approx(0.4705, abs=0.02)
     assert got["density"] == pytest.approx(1.0555, abs=0.23)
     assert got["coverage"] == pytest.approx(0.9735, abs=0.03)
+
+
+# --- reference objects, bounded resamples, checkpoints ------------------------------------------------------
+
+def test_a_cached_prdc_reference_gives_bit_equal_scores(rng):
+    real = rng.standard_normal((150, 5)).astype(np.float32)
+    files = [rng.standard_normal((int(n), 5)) + 0.1 for n in rng.integers(1, 4, size=40)]
+    weights = np.stack([np.bincount(row, minlength=40) for row in rng.integers(0, 40, size=(6, 40))]).astype(float)
+    cold = PrdcTerms(real, files, 3).scores(weights)
+    cached = PrdcReference.from_bytes(PrdcReference.of(real, (3, 5)).to_bytes())
+    assert cached.samples.dtype == np.float32 and sorted(cached.radii) == [3, 5]
+    warm = PrdcTerms(None, files, 3, reference=cached).scores(weights)
+    for name in cold:
+        assert np.array_equal(cold[name], warm[name]), name
+    # a k the reference was cached without is computed from its samples
+    assert PrdcTerms(None, files, 2, reference=cached).scores(weights)["recall"] == pytest.approx(
+        PrdcTerms(real, files, 2).scores(weights)["recall"])
+
+
+def test_prdc_reference_radii_are_the_kth_neighbour_distances(rng):
+    real = rng.standard_normal((80, 4))
+    ref = PrdcReference.of(real, (1, 4))
+    d = np.sort(np.linalg.norm(real[:, None] - real[None], axis=-1), axis=1)
+    for k in (1, 4):
+        np.testing.assert_allclose(ref.radii[k], d[:, k], rtol=1e-12)
+
+
+@pytest.mark.parametrize("resample_block", [1, 4])
+def test_prdc_resamples_in_blocks_equal_one_block(rng, monkeypatch, resample_block):
+    real = rng.standard_normal((120, 4))
+    files = [rng.standard_normal((int(n), 4)) for n in rng.integers(1, 5, size=25)]
+    weights = np.stack([np.bincount(row, minlength=25) for row in rng.integers(0, 25, size=(11, 25))]).astype(float)
+    terms = PrdcTerms(real, files, 4)
+    whole = terms.scores(weights)
+    monkeypatch.setattr(coverage, "RESAMPLE_BLOCK", resample_block)
+    blocked = terms.scores(weights)
+    for name in whole:
+        assert np.array_equal(whole[name], blocked[name]), name
+    # each resample's recall and coverage, directly: is some present file's hit set for each reference sample
+    for b, row in enumerate(weights):
+        present = row > 0
+        assert blocked["coverage"][b] == terms.cover_hits[:, present].any(axis=1).mean()
+        assert blocked["recall"][b] == terms.recall_hits[:, present].any(axis=1).mean()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_ndb_inits_as_separate_fits_equal_sklearn_n_init(seed):
+    """Same centres, bit for bit, as one KMeans(n_init=3) call: the restarts draw from one RandomState."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.standard_normal((400, 6)) + c for c in (0.0, 2.0, 5.0)])
+    km = KMeans(n_clusters=12, n_init=3, max_iter=100, random_state=seed).fit(x)
+    counts = np.bincount(km.labels_, minlength=12)
+    order = np.argsort(-counts, kind="stable")
+    calls = []
+    bins = NdbBins.fit(x, k=12, whiten=False, seed=seed, checkpoint=lambda: calls.append(1))
+    assert np.array_equal(bins.centers, km.cluster_centers_[order])
+    assert np.array_equal(bins.proportions, counts[order] / len(x))
+    assert len(calls) == 3
+
+
+def test_a_raising_checkpoint_stops_ndb_and_prdc(rng):
+    def cancel() -> None:
+        raise RuntimeError("canceled")
+
+    with pytest.raises(RuntimeError, match="canceled"):
+        NdbBins.fit(rng.standard_normal((200, 3)), k=5, checkpoint=cancel)
+    with pytest.raises(RuntimeError, match="canceled"):
+        PrdcTerms(rng.standard_normal((50, 3)), [rng.standard_normal((40, 3))], 3, checkpoint=cancel)
