@@ -88,6 +88,8 @@ class _Context:
     n_reference_files: int | None = None
     #: Called between blocks of work (bootstrap resamples, k-means fits, kernel blocks); raises to stop the job.
     checkpoint: Callable[[], None] = lambda: None
+    #: The worker's torch device; "cuda..." runs the FAD bootstrap's eigenproblems batched on the GPU.
+    device: str = "cpu"
     warnings: list[str] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -169,7 +171,10 @@ def _fad(ctx: _Context) -> dict:
     if cand.n < 2:
         raise MetricInputError(f"FAD needs at least 2 candidate frames, got {cand.n}")
     weights = ctx.weights()
-    values = FileGaussians(ctx.cand_frames).fad(ref, weights) if weights is not None else None
+    values = None
+    if weights is not None:
+        device = ctx.device if ctx.device.startswith("cuda") else None  # numpy/LAPACK on the CPU: no torch import
+        values = FileGaussians(ctx.cand_frames).fad(ref, weights, checkpoint=ctx.checkpoint, device=device)
     point = ref.distance(cand.mean, cand.cov)
     return {"value": point, "interval": ctx.interval(values, point, (0.0, np.inf))}
 
@@ -374,7 +379,8 @@ def all_failed(results: dict[str, dict]) -> bool:
 def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbedding], candidate: Sequence[FileEmbedding],
                         options: MetricOptions, reference_stats: GaussianStats | None = None,
                         on_stage: Callable[[str], None] | None = None, ndb_bins: NdbBins | None = None,
-                        n_reference_files: int | None = None, checkpoint: Callable[[], None] | None = None) -> dict:
+                        n_reference_files: int | None = None, checkpoint: Callable[[], None] | None = None,
+                        device: str = "cpu") -> dict:
     """Compute embedding metrics. ``reference`` may be empty when only FAD-family metrics are asked and
     ``reference_stats`` (cached) is given (then ``n_reference_files`` says how many files made them);
     ``ndb_bins`` are cached bins of this reference, fitted on ``ndb_samples`` (else fitted here).
@@ -382,11 +388,11 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
     A metric whose inputs cannot give it gets an ``error`` entry and the others are still computed; only when
     every metric fails is a :class:`MetricInputError` raised. ``checkpoint`` is called between metrics and
     between blocks of work inside them; whatever it raises (a cancel) propagates. ``timing_s`` holds the
-    seconds each metric took."""
+    seconds each metric took. ``device`` is the worker's torch device (a GPU runs the FAD bootstrap)."""
     metrics = _check_metrics(metrics, _EMBEDDING_METRICS, "evaluate_signals (waveform pairs)")
     if not candidate:
         raise MetricInputError("the candidate set has no files")
-    ctx = _Context(reference, candidate, options, reference_stats, ndb_bins, n_reference_files)
+    ctx = _Context(reference, candidate, options, reference_stats, ndb_bins, n_reference_files, device=device)
     if checkpoint is not None:
         ctx.checkpoint = checkpoint
     dim = _check_dims(ctx)
