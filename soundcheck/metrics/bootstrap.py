@@ -21,6 +21,9 @@ import numpy as np
 METHOD = "percentile bootstrap over candidate files"
 #: Said when the replicates were shifted by their bias estimate before the percentiles were taken.
 SHIFTED_METHOD = "bias-shifted percentile bootstrap over candidate files"
+#: The basic (reverse percentile) interval: [2 point - q_high, 2 point - q_low].
+BASIC_METHOD = "basic bootstrap over candidate files"
+METHOD_NAMES = {"percentile": METHOD, "bias-shifted": SHIFTED_METHOD, "basic": BASIC_METHOD}
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,26 @@ def percentile_interval(values: np.ndarray, level: float = 0.95, point: float | 
     low, high = np.clip(np.percentile(finite, [tail, 100.0 - tail]), *bounds)
     method = METHOD if bias is None else SHIFTED_METHOD
     return Interval(float(low), float(high), float(level), int(len(values)), int(len(finite)), bias, method)
+
+
+def interval_from_replicates(values: np.ndarray, level: float, point: float,
+                             bounds: tuple[float, float] = (-np.inf, np.inf), method: str = "basic") -> Interval | None:
+    """Interval of one of ``METHOD_NAMES`` from bootstrap replicates around the point estimate; clipped to
+    ``bounds``; None when fewer than two replicates are finite. ``bias`` is mean(replicates) - point."""
+    if method not in METHOD_NAMES:
+        raise ValueError(f"unknown interval method {method!r}; choose from {', '.join(METHOD_NAMES)}")
+    if method == "bias-shifted":
+        return percentile_interval(values, level, point, bounds)
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if len(finite) < 2 or not np.isfinite(point):
+        return None
+    tail = 100.0 * (1.0 - level) / 2.0
+    q_low, q_high = np.percentile(finite, [tail, 100.0 - tail])
+    low, high = (q_low, q_high) if method == "percentile" else (2.0 * point - q_high, 2.0 * point - q_low)
+    low, high = np.clip([low, high], *bounds)
+    return Interval(float(low), float(high), float(level), int(len(values)), int(len(finite)),
+                    float(finite.mean() - point), METHOD_NAMES[method])
 
 
 def bootstrap_interval(statistic: Callable[[np.ndarray], float], n_files: int, resamples: int = 100,
