@@ -275,7 +275,9 @@ class GaussianStats:
         if self.n < 2:
             raise ValueError("covariance needs at least 2 frames")
         m2 = self.m2
-        return (m2 + m2.T) / (2.0 * (self.n - 1))
+        out = m2 + m2.T
+        out *= 1.0 / (2.0 * (self.n - 1))
+        return out
 
     def to_bytes(self) -> bytes:
         """npz without pickle: format version, n, mean, M2 (lossless float64)."""
