@@ -179,7 +179,10 @@ def _fad(ctx: _Context) -> dict:
     values = None
     if weights is not None:
         device = ctx.device if ctx.device.startswith("cuda") else None  # numpy/LAPACK on the CPU: no torch import
-        values = FileGaussians(ctx.cand_frames).fad(ref, weights, checkpoint=ctx.checkpoint, device=device)
+        gauss = FileGaussians(ctx.cand_frames)
+        values = gauss.fad(ref, weights, checkpoint=ctx.checkpoint, device=device)
+        if gauss.fallback is not None:
+            ctx.warnings.append(f"fad: the bootstrap on {device} failed ({gauss.fallback}); it ran on the CPU")
     point = ref.distance(cand.mean, cand.cov)
     return {"value": point, "interval": ctx.interval(values, point, (0.0, np.inf), method=FAD_INTERVAL)}
 

@@ -69,6 +69,8 @@ class FileGaussians:
             z = a - self.center
             self.sums[i], self.squares[i] = z.sum(axis=0), np.einsum("ij,ij->", z, z)
         self.max_bytes = max_bytes
+        #: Why the torch path was left for numpy (no torch, device missing or out of memory), else None.
+        self.fallback: str | None = None
         self._chunk = max(64, CHUNK_BYTES // (8 * self.dim))
 
     @property
@@ -134,7 +136,8 @@ class FileGaussians:
         """FAD of each resample (rows of ``weights``) against the reference; NaN where a resample has < 2 frames.
 
         ``device``: None computes with numpy/LAPACK one resample at a time; a torch device ("cuda", "cpu")
-        solves a block of resamples batched with torch.linalg.eigvalsh in float64."""
+        solves a block of resamples batched with torch.linalg.eigvalsh in float64; if torch or the device fails,
+        the remaining resamples run on numpy (same numbers) and ``fallback`` says why."""
         weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
         if weights.shape[1] != len(self.counts):
             raise ValueError(f"weights must be [B, {len(self.counts)}], got {weights.shape}")
@@ -142,22 +145,29 @@ class FileGaussians:
             raise ValueError(f"reference has dim {reference.mu.size}, candidate frames {self.dim}")
         transform = whitener(reference)
         out = np.full(len(weights), np.nan)
+        solver, cached, block = None, None, CPU_BLOCK
         if device is not None:
-            from soundcheck.metrics.fad_torch import TorchRoots
+            try:
+                from soundcheck.metrics.fad_torch import TorchRoots
 
-            solver = TorchRoots(self, transform, device)
-            block = solver.block_size()
-        else:
-            cached, block = self._whitened(transform), CPU_BLOCK
+                solver = TorchRoots(self, transform, device)
+                block = solver.block_size()
+            except (ImportError, RuntimeError, AssertionError) as exc:  # no torch or device; out of memory
+                self.fallback = f"{type(exc).__name__}: {exc}"
+        if solver is None:
+            cached = self._whitened(transform)
         for start in range(0, len(weights), block):
             w = weights[start:start + block]
             n_w, shift, tshift, trace = self._block_terms(w, transform)
             ok = n_w >= 2.0
-            if device is not None:
-                roots = np.full(len(w), np.nan)
-                if ok.any():
+            roots = np.full(len(w), np.nan)
+            if solver is not None and ok.any():
+                try:
                     roots[ok] = solver.roots(w[ok], tshift[ok], n_w[ok])
-            else:
+                except RuntimeError as exc:  # e.g. out of device memory: the rest on the CPU
+                    self.fallback = f"{type(exc).__name__}: {exc}"
+                    solver, cached, block = None, self._whitened(transform), CPU_BLOCK
+            if solver is None:
                 roots = np.array([self._root(w[i], tshift[i], n_w[i], transform, cached) if ok[i] else np.nan
                                   for i in range(len(w))])
             diff = reference.mu[None, :] - (self.center + shift)

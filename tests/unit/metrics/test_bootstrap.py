@@ -175,3 +175,18 @@ def test_fad_bootstrap_memory_does_not_grow_with_files_or_resamples(rng):
     assert np.isfinite(values).all()
     # the float64 whitened frames (2 MiB) and one 1000 x 256 resample block (2 MiB) plus d x d factors
     assert peak < 16 * 2**20
+
+
+def test_a_missing_device_falls_back_to_numpy_and_says_why(rng):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    ref = FrechetReference.of(GaussianStats.from_frames(rng.standard_normal((200, 6))))
+    files = [rng.standard_normal((3, 6)) for _ in range(10)]
+    weights = resample_weights(10, 5, seed=0)
+    gauss = FileGaussians(files)
+    got = gauss.fad(ref, weights, device="cuda")
+    assert gauss.fallback is not None
+    np.testing.assert_array_equal(got, FileGaussians(files).fad(ref, weights))
