@@ -15,6 +15,7 @@ from soundcheck.metrics import (
     resample_indices,
     resample_weights,
 )
+from soundcheck.metrics.bootstrap import interval_from_replicates
 from soundcheck.metrics.frechet import FileGaussians, FrechetReference
 
 
@@ -190,3 +191,15 @@ def test_a_missing_device_falls_back_to_numpy_and_says_why(rng):
     got = gauss.fad(ref, weights, device="cuda")
     assert gauss.fallback is not None
     np.testing.assert_array_equal(got, FileGaussians(files).fad(ref, weights))
+
+
+def test_basic_interval_reflects_the_replicates_about_the_point():
+    values = np.array([1.0, 2.0, 3.0, 4.0, np.nan])  # quartiles 1.75 and 3.25
+    basic = interval_from_replicates(values, 0.5, point=2.0)
+    assert (basic.low, basic.high, basic.valid, basic.resamples) == (0.75, 2.25, 4, 5)
+    assert basic.bias == pytest.approx(0.5) and basic.method == "basic bootstrap over candidate files"
+    assert interval_from_replicates(values, 0.5, point=2.0, bounds=(1.0, np.inf)).low == 1.0
+    assert interval_from_replicates(values, 0.5, point=2.0, method="percentile").low == 1.75
+    assert interval_from_replicates(values, 0.5, point=2.0, method="bias-shifted").low == pytest.approx(1.25)
+    with pytest.raises(ValueError, match="method"):
+        interval_from_replicates(values, 0.5, point=2.0, method="bca")
