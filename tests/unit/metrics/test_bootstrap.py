@@ -203,3 +203,27 @@ def test_basic_interval_reflects_the_replicates_about_the_point():
     assert interval_from_replicates(values, 0.5, point=2.0, method="bias-shifted").low == pytest.approx(1.25)
     with pytest.raises(ValueError, match="method"):
         interval_from_replicates(values, 0.5, point=2.0, method="bca")
+
+
+def test_evaluation_cancels_inside_the_fad_bootstrap(rng):
+    """The job's checkpoint reaches the resample blocks: a cancel raised there stops the metric stage."""
+    from soundcheck.evaluation import FileEmbedding, evaluate_embeddings
+    from soundcheck.jobspec import MetricOptions
+
+    def files(n: int, shift: float) -> list[FileEmbedding]:
+        return [FileEmbedding(f"f{i}.wav", rng.standard_normal((3, 8)).astype(np.float32) + shift) for i in range(n)]
+
+    calls = []
+
+    class Canceled(Exception):
+        pass
+
+    def checkpoint() -> None:
+        calls.append(1)
+        if len(calls) == 3:  # the 1st is before the metric; the 2nd and 3rd after resample blocks
+            raise Canceled
+
+    with pytest.raises(Canceled):
+        evaluate_embeddings(["fad"], files(40, 0.0), files(30, 0.3), MetricOptions(bootstrap=40),
+                            checkpoint=checkpoint)
+    assert len(calls) == 3
