@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="torch device for the batched path (e.g. cuda)")
     args = parser.parse_args()
     if args.smoke:
-        args.dims, args.files, args.frames, args.resamples = [64], 60, [1, 4], 10
+        args.dims, args.files, args.frames, args.resamples = [256], 100, [1, 4], 10
     print(f"# {platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"device {args.device or 'numpy/LAPACK'}")
     for dim in args.dims:

@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if args.smoke:
-        args.files, args.dim, args.repeats = 300, 64, 3
+        args.files, args.dim, args.repeats = 1000, 256, 3
     print(f"# {platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, scipy {scipy.__version__}")
     rng = np.random.default_rng(0)
     files = [rng.standard_normal((args.frames, args.dim)).astype(np.float32) + 1.0 for _ in range(args.files)]
