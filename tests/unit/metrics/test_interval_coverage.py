@@ -111,7 +111,6 @@ ESTABLISHED_REPS = 2000
 REPS = 300
 
 
-@pytest.mark.slow  # ~30 s per scenario on 2 loaded cores
 @pytest.mark.parametrize("index", sorted(ESTABLISHED))
 def test_fad_interval_coverage_matches_the_larger_simulation(index):
     """300 fresh repetitions (seed 2) reproduce the coverage of each method within 3 binomial standard errors of
