@@ -18,7 +18,7 @@ import numpy as np
 from soundcheck.jobspec import METRIC_NAMES, SIGNAL_METRICS, MetricOptions
 from soundcheck.metrics import diagnostics as diag
 from soundcheck.metrics import signal as sig
-from soundcheck.metrics.bootstrap import percentile_interval, resample_weights
+from soundcheck.metrics.bootstrap import interval_from_replicates, percentile_interval, resample_weights
 from soundcheck.metrics.classifier import KL_EPS, classification_accuracy, inception_score, linear_probe, paired_kl
 from soundcheck.metrics.coverage import NdbBins, PrdcReference, PrdcTerms
 from soundcheck.metrics.frechet import FileGaussians, FrechetReference, GaussianStats, fad_inf, fad_per_file
@@ -30,7 +30,10 @@ _VERSIONS["fad"] = _VERSIONS["fad_inf"] = _VERSIONS["fad_per_file"] = "2"  # cen
 _VERSIONS["ndb"] = _VERSIONS["prdc"] = "2"  # one sample per file by default
 _VERSIONS["mcd"] = "2"  # SPTK mel-cepstra of order 24 (version 1, on 13 log-mel MFCC, is now mfcc_distance)
 _VERSIONS["kad"] = "2"  # sets over kad_max_frames are subsampled off CUDA; blockwise median bandwidth
+_VERSIONS["fad"] = "3"  # basic bootstrap interval (the bias-shifted percentile undercovered)
 FAD_FAMILY = frozenset({"fad", "fad_inf", "fad_per_file"})
+#: FAD's interval: basic bootstrap (tests/unit/metrics/test_interval_coverage.py; docs/metrics-reference.md).
+FAD_INTERVAL = "basic"
 
 
 class MetricInputError(ValueError):
@@ -91,6 +94,8 @@ class _Context:
     n_reference_files: int | None = None
     #: Called between blocks of work (bootstrap resamples, k-means fits, kernel blocks); raises to stop the job.
     checkpoint: Callable[[], None] = lambda: None
+    #: The worker's torch device; "cuda..." runs the FAD bootstrap's eigenproblems batched on the GPU.
+    device: str = "cpu"
     warnings: list[str] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -151,11 +156,13 @@ class _Context:
         return self.cached(f"weights{n_files}", lambda: resample_weights(n_files, self.options.bootstrap,
                                                                           self.options.seed))
 
-    def interval(self, values: np.ndarray | None, point: float, bounds: tuple[float, float] = (-np.inf, np.inf)
-                 ) -> dict | None:
+    def interval(self, values: np.ndarray | None, point: float, bounds: tuple[float, float] = (-np.inf, np.inf),
+                 method: str = "bias-shifted") -> dict | None:
+        """Bootstrap interval of ``values`` around ``point``; ``method`` as in bootstrap.METHOD_NAMES (FAD uses
+        "basic", the method its coverage simulation supports; the others keep the bias-shifted percentile)."""
         if values is None:
             return None
-        found = percentile_interval(values, self.options.confidence, point, bounds)
+        found = interval_from_replicates(values, self.options.confidence, point, bounds, method)
         return found.as_dict() if found is not None else None
 
     def sizes(self, uses_reference_frames: bool = True) -> dict:
@@ -172,9 +179,15 @@ def _fad(ctx: _Context) -> dict:
     if cand.n < 2:
         raise MetricInputError(f"FAD needs at least 2 candidate frames, got {cand.n}")
     weights = ctx.weights()
-    values = FileGaussians(ctx.cand_frames).fad(ref, weights) if weights is not None else None
+    values = None
+    if weights is not None:
+        device = ctx.device if ctx.device.startswith("cuda") else None  # numpy/LAPACK on the CPU: no torch import
+        gauss = FileGaussians(ctx.cand_frames)
+        values = gauss.fad(ref, weights, checkpoint=ctx.checkpoint, device=device)
+        if gauss.fallback is not None:
+            ctx.warnings.append(f"fad: the bootstrap on {device} failed ({gauss.fallback}); it ran on the CPU")
     point = ref.distance(cand.mean, cand.cov)
-    return {"value": point, "interval": ctx.interval(values, point, (0.0, np.inf))}
+    return {"value": point, "interval": ctx.interval(values, point, (0.0, np.inf), method=FAD_INTERVAL)}
 
 
 def _fad_inf(ctx: _Context) -> dict:
@@ -389,7 +402,8 @@ def all_failed(results: dict[str, dict]) -> bool:
 def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbedding], candidate: Sequence[FileEmbedding],
                         options: MetricOptions, reference_stats: GaussianStats | None = None,
                         on_stage: Callable[[str], None] | None = None, ndb_bins: NdbBins | None = None,
-                        n_reference_files: int | None = None, checkpoint: Callable[[], None] | None = None) -> dict:
+                        n_reference_files: int | None = None, checkpoint: Callable[[], None] | None = None,
+                        device: str = "cpu") -> dict:
     """Compute embedding metrics. ``reference`` may be empty when only FAD-family metrics are asked and
     ``reference_stats`` (cached) is given (then ``n_reference_files`` says how many files made them);
     ``ndb_bins`` are cached bins of this reference, fitted on ``ndb_samples`` (else fitted here).
@@ -397,11 +411,11 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
     A metric whose inputs cannot give it gets an ``error`` entry and the others are still computed; only when
     every metric fails is a :class:`MetricInputError` raised. ``checkpoint`` is called between metrics and
     between blocks of work inside them; whatever it raises (a cancel) propagates. ``timing_s`` holds the
-    seconds each metric took."""
+    seconds each metric took. ``device`` is the worker's torch device (a GPU runs the FAD bootstrap)."""
     metrics = _check_metrics(metrics, _EMBEDDING_METRICS, "evaluate_signals (waveform pairs)")
     if not candidate:
         raise MetricInputError("the candidate set has no files")
-    ctx = _Context(reference, candidate, options, reference_stats, ndb_bins, n_reference_files)
+    ctx = _Context(reference, candidate, options, reference_stats, ndb_bins, n_reference_files, device=device)
     if checkpoint is not None:
         ctx.checkpoint = checkpoint
     dim = _check_dims(ctx)

@@ -1,10 +1,16 @@
-"""File-level percentile bootstrap: resample candidate FILES with replacement (frames of one file are
-correlated, so resampling frames would understate the spread), seeded, B resamples.
+"""File-level bootstrap: resample candidate FILES with replacement (frames of one file are correlated, so
+resampling frames would understate the spread), seeded, B resamples.
 
-A resample holds only ~63% distinct files, so a statistic whose bias depends on the number of distinct samples
-(FAD's covariance term, coverage, recall) is shifted in the resamples: given the point estimate, the interval
-is taken over the replicates minus their mean shift (bootstrap bias estimate, reported as ``bias``), and
-clipped to the metric's range. For unbiased statistics (means, KAD's U-statistic) the shift is ~0.
+Three intervals are built from the replicates (``interval_from_replicates``), each named in the result:
+- "basic" (reverse percentile), [2 point - q_high, 2 point - q_low]: the spread of replicate - point stands in
+  for the spread of point - truth, so a statistic biased at finite N (FAD: its covariance term is biased
+  upward) has its interval moved down by the bootstrap bias estimate; it may then lie below the point
+  estimate. FAD uses this: in the coverage simulation (tests/unit/metrics/test_interval_coverage.py) it was the
+  only one near the nominal level once the bias is comparable to the standard error.
+- "bias-shifted" percentile, [q_low - bias, q_high - bias] with bias = mean(replicates) - point: centred on the
+  point estimate, so it keeps the point estimate's bias (it undercovered FAD); the other metrics still use it.
+- "percentile", [q_low, q_high]: carries the bias twice (point and resample) for FAD.
+Each is clipped to the metric's range; ``bias`` is reported with all of them.
 
 Two forms share one draw: ``bootstrap_interval`` calls a statistic on the resampled file indices (generic);
 ``bootstrap_weighted`` hands all resamples at once as a [B, F] matrix of file multiplicities to a vectorised
@@ -21,6 +27,9 @@ import numpy as np
 METHOD = "percentile bootstrap over candidate files"
 #: Said when the replicates were shifted by their bias estimate before the percentiles were taken.
 SHIFTED_METHOD = "bias-shifted percentile bootstrap over candidate files"
+#: The basic (reverse percentile) interval: [2 point - q_high, 2 point - q_low].
+BASIC_METHOD = "basic bootstrap over candidate files"
+METHOD_NAMES = {"percentile": METHOD, "bias-shifted": SHIFTED_METHOD, "basic": BASIC_METHOD}
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,27 @@ def percentile_interval(values: np.ndarray, level: float = 0.95, point: float | 
     low, high = np.clip(np.percentile(finite, [tail, 100.0 - tail]), *bounds)
     method = METHOD if bias is None else SHIFTED_METHOD
     return Interval(float(low), float(high), float(level), int(len(values)), int(len(finite)), bias, method)
+
+
+def interval_from_replicates(values: np.ndarray, level: float, point: float,
+                             bounds: tuple[float, float] = (-np.inf, np.inf), method: str = "basic") -> Interval | None:
+    """Interval of one of ``METHOD_NAMES`` from bootstrap replicates around the point estimate; clipped to
+    ``bounds``; None when fewer than two replicates are finite. ``bias`` is mean(replicates) - point."""
+    if method not in METHOD_NAMES:
+        raise ValueError(f"unknown interval method {method!r}; choose from {', '.join(METHOD_NAMES)}")
+    if method == "bias-shifted":
+        return percentile_interval(values, level, point, bounds)
+    if method == "percentile":
+        return percentile_interval(values, level, None, bounds)
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if len(finite) < 2 or not np.isfinite(point):
+        return None
+    tail = 100.0 * (1.0 - level) / 2.0
+    q_low, q_high = np.percentile(finite, [tail, 100.0 - tail])
+    low, high = np.clip([2.0 * point - q_high, 2.0 * point - q_low], *bounds)
+    return Interval(float(low), float(high), float(level), int(len(values)), int(len(finite)),
+                    float(finite.mean() - point), METHOD_NAMES[method])
 
 
 def bootstrap_interval(statistic: Callable[[np.ndarray], float], n_files: int, resamples: int = 100,

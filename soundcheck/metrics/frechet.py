@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
@@ -155,56 +155,113 @@ class FrechetReference:
         return max(float(diff @ diff + self.trace + trace_c - 2.0 * root), 0.0)
 
 
-@dataclass
 class GaussianStats:
     """Mergeable sufficient statistics in float64: count, mean and centred sum of outer products (M2).
 
     Centred accumulation (Chan, Golub & LeVeque's pairwise update) keeps the covariance accurate when the mean
     is large against the spread, where sum-of-outer-products minus n mu mu^T cancels catastrophically.
+
+    ``update`` buffers frames and folds a full buffer in with one matrix product: callers that update once per
+    file (a few frames each) pay O(frames x d) per call, not the O(d^2) of a fold. Reading ``mean_``, ``m2``,
+    ``mean``, ``cov``, merging or serialising folds the buffer first; ``n`` counts buffered frames too.
     """
 
-    dim: int
-    n: int = 0
-    mean_: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    m2: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    #: The buffer holds max(dim, MIN_BUFFER_ROWS) rows, at most BUFFER_BYTES (and never fewer than 64 rows).
+    MIN_BUFFER_ROWS = 256
+    BUFFER_BYTES = 64 * 2**20
 
-    def __post_init__(self) -> None:
-        if self.mean_ is None:
-            self.mean_ = np.zeros(self.dim, dtype=np.float64)
-        if self.m2 is None:
-            self.m2 = np.zeros((self.dim, self.dim), dtype=np.float64)
+    def __init__(self, dim: int, n: int = 0, mean_: np.ndarray | None = None, m2: np.ndarray | None = None) -> None:
+        self.dim = int(dim)
+        self._n = int(n)
+        self._mean = np.zeros(self.dim) if mean_ is None else np.array(mean_, dtype=np.float64)
+        self._m2 = np.zeros((self.dim, self.dim)) if m2 is None else np.array(m2, dtype=np.float64)
+        self._buffer: np.ndarray | None = None
+        self._rows = 0  # frames waiting in the buffer
+
+    def __repr__(self) -> str:
+        return f"GaussianStats(dim={self.dim}, n={self.n})"
+
+    @property
+    def n(self) -> int:
+        return self._n + self._rows
+
+    @property
+    def mean_(self) -> np.ndarray:
+        self._flush()
+        return self._mean
+
+    @property
+    def m2(self) -> np.ndarray:
+        self._flush()
+        return self._m2
+
+    @property
+    def buffer_rows(self) -> int:
+        return max(64, min(max(self.dim, self.MIN_BUFFER_ROWS), self.BUFFER_BYTES // (8 * max(self.dim, 1))))
 
     @classmethod
     def from_frames(cls, frames: np.ndarray) -> GaussianStats:
         frames = np.asarray(frames)
         return cls(frames.shape[1]).update(frames)
 
+    def _fold(self, x: np.ndarray) -> None:
+        """Fold a block of frames in: its centred scatter plus Chan's between-means term in one product."""
+        k = len(x)
+        mean = x.mean(axis=0)
+        total = self._n + k
+        delta = mean - self._mean
+        z = np.empty((k + 1, self.dim))
+        np.subtract(x, mean, out=z[:k])
+        z[k] = delta * np.sqrt(self._n * k / total)  # row whose outer product is (n k / total) delta delta^T
+        self._m2 += z.T @ z
+        self._mean += delta * (k / total)
+        self._n = total
+
+    def _flush(self) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, 0
+            self._fold(self._buffer[:rows])
+
     def _absorb(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
         if n == 0:
             return
-        total = self.n + n
-        delta = mean - self.mean_
-        self.m2 = self.m2 + m2 + np.outer(delta, delta) * (self.n * n / total)
-        self.mean_ = self.mean_ + delta * (n / total)
-        self.n = total
+        self._flush()
+        total = self._n + n
+        delta = mean - self._mean
+        self._m2 += m2
+        self._m2 += np.outer(delta, delta) * (self._n * n / total)
+        self._mean += delta * (n / total)
+        self._n = total
 
     def update(self, frames: np.ndarray) -> GaussianStats:
-        x = np.asarray(frames, dtype=np.float64)
+        x = np.asarray(frames)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"expected frames [n, {self.dim}], got {x.shape}")
-        if len(x):
-            mean = x.mean(axis=0)
-            z = x - mean
-            self._absorb(len(x), mean, z.T @ z)
+        k, cap = len(x), self.buffer_rows
+        if k == 0:
+            return self
+        if self._rows + k > cap:
+            self._flush()
+        if k >= cap:
+            self._fold(np.asarray(x, dtype=np.float64))
+            return self
+        if self._buffer is None:
+            self._buffer = np.empty((cap, self.dim))
+        self._buffer[self._rows:self._rows + k] = x  # copies (and casts): later changes to x do not leak in
+        self._rows += k
         return self
 
     def merge(self, other: GaussianStats) -> GaussianStats:
         """A new object holding the statistics of both (the inputs are unchanged)."""
         if other.dim != self.dim:
             raise ValueError(f"cannot merge dim {self.dim} with dim {other.dim}")
-        out = GaussianStats(self.dim, self.n, self.mean_.copy(), self.m2.copy())
-        out._absorb(other.n, other.mean_, other.m2)
+        out = GaussianStats(self.dim, self._n_flushed(), self.mean_, self.m2)
+        out._absorb(other._n_flushed(), other.mean_, other.m2)
         return out
+
+    def _n_flushed(self) -> int:
+        self._flush()
+        return self._n
 
     @property
     def mean(self) -> np.ndarray:
@@ -217,12 +274,16 @@ class GaussianStats:
         """Unbiased (ddof=1) covariance, exactly symmetric."""
         if self.n < 2:
             raise ValueError("covariance needs at least 2 frames")
-        return (self.m2 + self.m2.T) / (2.0 * (self.n - 1))
+        m2 = self.m2
+        out = m2 + m2.T
+        out *= 1.0 / (2.0 * (self.n - 1))
+        return out
 
     def to_bytes(self) -> bytes:
         """npz without pickle: format version, n, mean, M2 (lossless float64)."""
         buf = io.BytesIO()
-        np.savez(buf, format=np.int64(STATS_FORMAT), n=np.int64(self.n), mean=self.mean_, m2=self.m2)
+        mean, m2 = self.mean_, self.m2
+        np.savez(buf, format=np.int64(STATS_FORMAT), n=np.int64(self.n), mean=mean, m2=m2)
         return buf.getvalue()
 
     @classmethod
@@ -231,7 +292,7 @@ class GaussianStats:
             n = int(z["n"])
             if "m2" in z:
                 mean = z["mean"].astype(np.float64)
-                return cls(len(mean), n, mean.copy(), z["m2"].astype(np.float64).copy())
+                return cls(len(mean), n, mean, z["m2"].astype(np.float64))
             total, outer = z["total"].astype(np.float64), z["outer"].astype(np.float64)  # format 1: raw sums
             mean = total / n if n else np.zeros_like(total)
             return cls(len(total), n, mean, outer - n * np.outer(mean, mean))
@@ -312,50 +373,10 @@ def fad_per_file(
     return sorted(scores, key=lambda item: -item[1])
 
 
-class FileGaussians:
-    """Per-file (n, mean, M2) so the statistics of any weighted resample of files are weighted sums.
+def __getattr__(name: str):
+    """``FileGaussians`` lives in fad_bootstrap (it builds on this module); kept importable from here."""
+    if name == "FileGaussians":
+        from soundcheck.metrics.fad_bootstrap import FileGaussians
 
-    M2 of a resample = sum_f w_f A_f - n_w d d^T with A_f = M2_f + n_f (mu_f - c)(mu_f - c)^T around the pooled
-    mean c: one matrix product for all resamples, no frames re-stacked. When F d^2 doubles would exceed
-    ``max_bytes`` the frames are weighted instead (X^T diag(w) X per resample).
-    """
-
-    def __init__(self, files: Sequence[np.ndarray], max_bytes: int = 512 * 2**20) -> None:
-        arrays = [np.atleast_2d(np.asarray(f, dtype=np.float64)) for f in files]
-        self.counts = np.array([len(a) for a in arrays], dtype=np.float64)
-        self.dim = arrays[0].shape[1]
-        self.center = np.concatenate(arrays).mean(axis=0)
-        self.offsets = np.stack([a.mean(axis=0) - self.center for a in arrays])  # [F, d]
-        self.sums = self.offsets * self.counts[:, None]
-        self.stacked: np.ndarray | None = None
-        self.frames: np.ndarray | None = None
-        if len(arrays) * self.dim**2 * 8 <= max_bytes:
-            self.stacked = np.empty((len(arrays), self.dim * self.dim))
-            with _small_problem_threads(self.dim):
-                for i, a in enumerate(arrays):
-                    z = a - self.center
-                    self.stacked[i] = (z.T @ z).ravel()
-        else:
-            self.frames = np.concatenate(arrays) - self.center
-            self.frame_file = np.repeat(np.arange(len(arrays)), self.counts.astype(int))
-
-    def resampled(self, weights: np.ndarray):
-        """Yield (mean, cov) for each row of ``weights`` [B, F] (file multiplicities)."""
-        weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-        n_w = weights @ self.counts
-        shift = (weights @ self.sums) / n_w[:, None]
-        if self.stacked is not None:
-            outer = (weights @ self.stacked).reshape(len(weights), self.dim, self.dim)
-        for b in range(len(weights)):
-            if self.stacked is not None:
-                centred = outer[b]
-            else:
-                w = weights[b][self.frame_file]
-                centred = self.frames.T @ (self.frames * w[:, None])
-            m2 = centred - n_w[b] * np.outer(shift[b], shift[b])
-            yield self.center + shift[b], (m2 + m2.T) / (2.0 * (n_w[b] - 1))
-
-    def fad(self, reference: FrechetReference, weights: np.ndarray) -> np.ndarray:
-        """FAD of each resample against the reference."""
-        with _small_problem_threads(self.dim):
-            return np.array([reference.distance(mu, cov) for mu, cov in self.resampled(weights)])
+        return FileGaussians
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

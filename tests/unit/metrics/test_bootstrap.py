@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.linalg
 
 from soundcheck.metrics import (
     GaussianStats,
@@ -14,6 +15,7 @@ from soundcheck.metrics import (
     resample_indices,
     resample_weights,
 )
+from soundcheck.metrics.bootstrap import interval_from_replicates
 from soundcheck.metrics.frechet import FileGaussians, FrechetReference
 
 
@@ -79,3 +81,149 @@ def test_fad_bootstrap_of_10k_frames_in_128_d_takes_seconds():
     values = FileGaussians(files).fad(ref, resample_weights(1000, 100, seed=0))
     assert len(values) == 100 and np.all(np.isfinite(values))
     assert time.perf_counter() - start < 20.0  # ~1 s on 2 idle cores; generous for a loaded CI machine
+
+
+def nuclear_fd(ref_frames: np.ndarray, frames: np.ndarray) -> float:
+    """Textbook FD from frames, exact for singular covariances: the non-zero eigenvalues of S_r S_c are the squared
+    singular values of Z_r Z_c^T / sqrt((n_r - 1)(n_c - 1))."""
+    zr, zc = ref_frames - ref_frames.mean(axis=0), frames - frames.mean(axis=0)
+    nuclear = np.linalg.svd(zr @ zc.T, compute_uv=False).sum() / np.sqrt((len(zr) - 1) * (len(zc) - 1))
+    diff = ref_frames.mean(axis=0) - frames.mean(axis=0)
+    return float(diff @ diff + np.trace(np.cov(ref_frames, rowvar=False)) + np.trace(np.cov(frames, rowvar=False))
+                 - 2.0 * nuclear)
+
+
+def eigvals_fd(ref_frames: np.ndarray, frames: np.ndarray) -> float:
+    """Textbook FD for full-rank covariances: tr((S_r S_c)^1/2) from the general eigenvalues of S_r S_c."""
+    s_r, s_c = np.cov(ref_frames, rowvar=False), np.cov(frames, rowvar=False)
+    root = np.sqrt(scipy.linalg.eigvals(s_r @ s_c).real).sum()
+    diff = ref_frames.mean(axis=0) - frames.mean(axis=0)
+    return float(diff @ diff + np.trace(s_r) + np.trace(s_c) - 2.0 * root)
+
+
+@pytest.mark.parametrize("n_ref,sizes", [(3000, (1, 3)), (3000, (20, 40)), (30, (1, 4)), (30, (20, 40))],
+                         ids=["gram", "scatter", "singular-ref-gram", "singular-ref-scatter"])
+def test_streamed_fad_resamples_equal_the_textbook_on_restacked_frames(rng, n_ref, sizes):
+    """Fewer candidate frames than dimensions (Gram path) and more (scatter path); a singular reference too."""
+    dim = 48
+    ref_frames = rng.standard_normal((n_ref, dim)) @ (np.eye(dim) + 0.2 * rng.standard_normal((dim, dim)))
+    ref = FrechetReference.of(GaussianStats.from_frames(ref_frames))
+    assert (ref.factor is None) == (n_ref < dim)
+    files = [(rng.standard_normal((int(n), dim)) * 1.1 + 0.2).astype(np.float32)
+             for n in rng.integers(*sizes, size=30)]
+    weights = resample_weights(30, 5, seed=2)
+    for gauss in (FileGaussians(files), FileGaussians(files, max_bytes=0)):  # cached and re-whitened frames
+        got = gauss.fad(ref, weights)
+        for b, idx in enumerate(resample_indices(30, 5, seed=2)):
+            stacked = np.concatenate([files[i] for i in idx]).astype(np.float64)
+            full_rank = n_ref > dim and len(stacked) > 4 * dim  # well conditioned; else the exact nuclear form
+            expected = eigvals_fd(ref_frames, stacked) if full_rank else nuclear_fd(ref_frames, stacked)
+            assert got[b] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("sizes", [(1, 3), (20, 40)], ids=["gram", "scatter"])
+def test_torch_batched_resamples_equal_the_numpy_path(rng, sizes):
+    pytest.importorskip("torch")
+    dim = 40
+    ref = FrechetReference.of(GaussianStats.from_frames(rng.standard_normal((500, dim))))
+    files = [rng.standard_normal((int(n), dim)) + 0.1 for n in rng.integers(*sizes, size=25)]
+    weights = resample_weights(25, 7, seed=4)
+    gauss = FileGaussians(files)
+    np.testing.assert_allclose(gauss.fad(ref, weights, device="cpu"), gauss.fad(ref, weights), rtol=1e-9)
+
+
+def test_fad_bootstrap_checkpoints_between_blocks_and_a_raise_stops_it(rng):
+    ref = FrechetReference.of(GaussianStats.from_frames(rng.standard_normal((200, 8))))
+    gauss = FileGaussians([rng.standard_normal((3, 8)) for _ in range(20)])
+    calls = []
+    gauss.fad(ref, resample_weights(20, 50, seed=0), checkpoint=lambda: calls.append(1))
+    assert len(calls) >= 50 // 8
+
+    class Canceled(Exception):
+        pass
+
+    def cancel() -> None:
+        raise Canceled
+
+    with pytest.raises(Canceled):
+        gauss.fad(ref, resample_weights(20, 50, seed=0), checkpoint=cancel)
+
+
+def test_a_resample_of_one_frame_has_no_fad(rng):
+    ref_frames = rng.standard_normal((200, 4))
+    ref = FrechetReference.of(GaussianStats.from_frames(ref_frames))
+    files = [rng.standard_normal((1, 4)), rng.standard_normal((5, 4))]
+    values = FileGaussians(files).fad(ref, np.array([[1.0, 0.0], [2.0, 0.0], [1.0, 1.0]]))
+    assert np.isnan(values[0])  # one frame: no ddof=1 covariance
+    diff = files[0][0] - ref_frames.mean(axis=0)  # two copies of one frame: covariance 0
+    assert values[1] == pytest.approx(diff @ diff + np.trace(np.cov(ref_frames, rowvar=False)), rel=1e-12)
+    assert values[2] == pytest.approx(nuclear_fd(ref_frames, np.concatenate(files)), rel=1e-9)
+
+
+def test_fad_bootstrap_memory_does_not_grow_with_files_or_resamples(rng):
+    """1,000 one-frame files in 256-d: per-file scatter matrices would take 500 MiB, B of them per resample more."""
+    import tracemalloc
+
+    dim = 256
+    ref = FrechetReference.of(GaussianStats.from_frames(rng.standard_normal((2000, dim))))
+    files = list(rng.standard_normal((1000, 1, dim)).astype(np.float32))
+    gauss = FileGaussians(files)
+    weights = resample_weights(1000, 40, seed=0)
+    tracemalloc.start()
+    values = gauss.fad(ref, weights)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert np.isfinite(values).all()
+    # the float64 whitened frames (2 MiB) and one 1000 x 256 resample block (2 MiB) plus d x d factors
+    assert peak < 16 * 2**20
+
+
+def test_a_missing_device_falls_back_to_numpy_and_says_why(rng):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    ref = FrechetReference.of(GaussianStats.from_frames(rng.standard_normal((200, 6))))
+    files = [rng.standard_normal((3, 6)) for _ in range(10)]
+    weights = resample_weights(10, 5, seed=0)
+    gauss = FileGaussians(files)
+    got = gauss.fad(ref, weights, device="cuda")
+    assert gauss.fallback is not None
+    np.testing.assert_array_equal(got, FileGaussians(files).fad(ref, weights))
+
+
+def test_basic_interval_reflects_the_replicates_about_the_point():
+    values = np.array([1.0, 2.0, 3.0, 4.0, np.nan])  # quartiles 1.75 and 3.25
+    basic = interval_from_replicates(values, 0.5, point=2.0)
+    assert (basic.low, basic.high, basic.valid, basic.resamples) == (0.75, 2.25, 4, 5)
+    assert basic.bias == pytest.approx(0.5) and basic.method == "basic bootstrap over candidate files"
+    assert interval_from_replicates(values, 0.5, point=2.0, bounds=(1.0, np.inf)).low == 1.0
+    assert interval_from_replicates(values, 0.5, point=2.0, method="percentile").low == 1.75
+    assert interval_from_replicates(values, 0.5, point=2.0, method="bias-shifted").low == pytest.approx(1.25)
+    with pytest.raises(ValueError, match="method"):
+        interval_from_replicates(values, 0.5, point=2.0, method="bca")
+
+
+def test_evaluation_cancels_inside_the_fad_bootstrap(rng):
+    """The job's checkpoint reaches the resample blocks: a cancel raised there stops the metric stage."""
+    from soundcheck.evaluation import FileEmbedding, evaluate_embeddings
+    from soundcheck.jobspec import MetricOptions
+
+    def files(n: int, shift: float) -> list[FileEmbedding]:
+        return [FileEmbedding(f"f{i}.wav", rng.standard_normal((3, 8)).astype(np.float32) + shift) for i in range(n)]
+
+    calls = []
+
+    class Canceled(Exception):
+        pass
+
+    def checkpoint() -> None:
+        calls.append(1)
+        if len(calls) == 3:  # the 1st is before the metric; the 2nd and 3rd after resample blocks
+            raise Canceled
+
+    with pytest.raises(Canceled):
+        evaluate_embeddings(["fad"], files(40, 0.0), files(30, 0.3), MetricOptions(bootstrap=40),
+                            checkpoint=checkpoint)
+    assert len(calls) == 3

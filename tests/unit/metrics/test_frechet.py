@@ -147,3 +147,56 @@ def test_file_resample_stats_equal_stats_of_restacked_frames(rng, max_bytes):
         stacked = np.concatenate([files[i] for i in row])
         np.testing.assert_allclose(mean, stacked.mean(axis=0), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(cov, np.cov(stacked, rowvar=False), rtol=1e-9, atol=1e-12)
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("dim", [8, 300])
+def test_per_file_updates_equal_numpy_cov_of_the_stacked_frames(rng, dim):
+    """Files of 1-40 frames (some larger than the buffer) through one update each, as the worker calls it."""
+    sizes = list(rng.integers(1, 6, size=500)) + [2 * max(dim, 256), 3, 1]
+    files = [rng.standard_normal((int(k), dim)).astype(np.float32) * 2.0 + 3.0 for k in sizes]
+    stats = GaussianStats(dim)
+    for f in files:
+        stats.update(f)
+    stacked = np.concatenate(files).astype(np.float64)
+    assert stats.n == len(stacked)
+    assert _relative(stats.mean, stacked.mean(axis=0)) < 1e-12
+    assert _relative(stats.cov, np.cov(stacked, rowvar=False)) < 1e-12
+
+
+def test_buffered_frames_count_and_are_copied_on_update(rng):
+    stats = GaussianStats(6)
+    frames = rng.standard_normal((5, 6))
+    stats.update(frames)
+    assert stats.n == 5  # counted before any fold
+    expected = np.cov(frames, rowvar=False)
+    frames[:] = 1e6  # the caller reusing its array must not change the statistics
+    assert _relative(stats.cov, expected) < 1e-12
+
+
+def test_merge_and_bytes_fold_the_buffer_first(rng):
+    a_frames, b_frames = rng.standard_normal((7, 5)), rng.standard_normal((9, 5)) + 1.0
+    a, b = GaussianStats(5).update(a_frames), GaussianStats(5).update(b_frames)
+    both = np.concatenate([a_frames, b_frames])
+    merged = a.merge(b)
+    assert merged.n == 16 and a.n == 7 and b.n == 9
+    assert _relative(merged.cov, np.cov(both, rowvar=False)) < 1e-12
+    back = GaussianStats.from_bytes(a.to_bytes())
+    assert back.n == 7 and _relative(back.cov, np.cov(a_frames, rowvar=False)) < 1e-12
+    a.update(b_frames)  # more frames after serialising still fold in
+    assert _relative(a.cov, np.cov(both, rowvar=False)) < 1e-12
+
+
+def test_stats_read_bytes_written_by_the_format_2_writer(rng):
+    """Bytes as the previous (unbuffered) class wrote them: format, n, mean, centred M2."""
+    frames = rng.standard_normal((30, 4))
+    z = frames - frames.mean(axis=0)
+    buf = io.BytesIO()
+    np.savez(buf, format=np.int64(2), n=np.int64(30), mean=frames.mean(axis=0), m2=z.T @ z)
+    stats = GaussianStats.from_bytes(buf.getvalue())
+    np.testing.assert_allclose(stats.cov, np.cov(frames, rowvar=False), rtol=1e-12)
+    stats.update(frames)
+    np.testing.assert_allclose(stats.cov, np.cov(np.concatenate([frames, frames]), rowvar=False), rtol=1e-12)
