@@ -23,7 +23,6 @@ from soundcheck.metrics.classifier import KL_EPS, classification_accuracy, incep
 from soundcheck.metrics.coverage import NdbBins, PrdcReference, PrdcTerms
 from soundcheck.metrics.frechet import FileGaussians, FrechetReference, GaussianStats, fad_inf, fad_per_file
 from soundcheck.metrics.kernel import KernelReference, KernelTerms, backend_for
-from soundcheck.settings import get_settings
 
 _VERSIONS = {name: "1" for name in METRIC_NAMES}
 _VERSIONS["fad"] = _VERSIONS["fad_inf"] = _VERSIONS["fad_per_file"] = "2"  # centred stats, Cholesky trace
@@ -96,6 +95,10 @@ class _Context:
     checkpoint: Callable[[], None] = lambda: None
     #: The worker's torch device; "cuda..." runs the FAD bootstrap's eigenproblems batched on the GPU.
     device: str = "cpu"
+    #: Where KAD's kernel sums run ("auto": the worker's device when it is CUDA, else numpy) and, off CUDA,
+    #: the frame cap above which KAD uses a seeded subsample (None: never). Both from Settings via the worker.
+    kad_device: str = "auto"
+    kad_max_frames: int | None = 20_000
     warnings: list[str] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -213,9 +216,11 @@ def _kad(ctx: _Context) -> dict:
     """The reference side is one ``KernelReference`` (ctx cache key ``kad_reference``: a cached one put there
     is used as is and gives the same numbers). Sums run on ``kad_device``; off CUDA each set is capped at
     ``kad_max_frames`` frames by a seeded subsample, named in the result."""
-    opts, settings = ctx.options.kad, get_settings()
-    device = settings.kad_device
-    max_frames = None if backend_for(device).is_cuda else (settings.kad_max_frames or None)
+    opts = ctx.options.kad
+    device = ctx.kad_device
+    if device == "auto" and ctx.device.startswith("cuda"):
+        device = ctx.device
+    max_frames = None if backend_for(device).is_cuda else (ctx.kad_max_frames or None)
     seed = ctx.options.seed
     try:
         reference = ctx.cached("kad_reference", lambda: KernelReference.of(
@@ -403,7 +408,7 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
                         options: MetricOptions, reference_stats: GaussianStats | None = None,
                         on_stage: Callable[[str], None] | None = None, ndb_bins: NdbBins | None = None,
                         n_reference_files: int | None = None, checkpoint: Callable[[], None] | None = None,
-                        device: str = "cpu") -> dict:
+                        device: str = "cpu", kad_device: str = "auto", kad_max_frames: int | None = 20_000) -> dict:
     """Compute embedding metrics. ``reference`` may be empty when only FAD-family metrics are asked and
     ``reference_stats`` (cached) is given (then ``n_reference_files`` says how many files made them);
     ``ndb_bins`` are cached bins of this reference, fitted on ``ndb_samples`` (else fitted here).
@@ -411,11 +416,13 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
     A metric whose inputs cannot give it gets an ``error`` entry and the others are still computed; only when
     every metric fails is a :class:`MetricInputError` raised. ``checkpoint`` is called between metrics and
     between blocks of work inside them; whatever it raises (a cancel) propagates. ``timing_s`` holds the
-    seconds each metric took. ``device`` is the worker's torch device (a GPU runs the FAD bootstrap)."""
+    seconds each metric took. ``device`` is the worker's torch device (a GPU runs the FAD bootstrap);
+    ``kad_device`` and ``kad_max_frames`` are the worker's KAD settings (SOUNDCHECK_KAD_DEVICE, _KAD_MAX_FRAMES)."""
     metrics = _check_metrics(metrics, _EMBEDDING_METRICS, "evaluate_signals (waveform pairs)")
     if not candidate:
         raise MetricInputError("the candidate set has no files")
-    ctx = _Context(reference, candidate, options, reference_stats, ndb_bins, n_reference_files, device=device)
+    ctx = _Context(reference, candidate, options, reference_stats, ndb_bins, n_reference_files, device=device,
+                   kad_device=kad_device, kad_max_frames=kad_max_frames)
     if checkpoint is not None:
         ctx.checkpoint = checkpoint
     dim = _check_dims(ctx)
