@@ -354,20 +354,14 @@ def test_a_raising_checkpoint_stops_kad_between_blocks(rng):
     assert len(calls) == 5
 
 
-def test_evaluation_names_the_kad_subsample(rng, monkeypatch):
+def test_evaluation_names_the_kad_subsample(rng):
     from soundcheck.evaluation import FileEmbedding, evaluate_embeddings
     from soundcheck.jobspec import MetricOptions
-    from soundcheck.settings import get_settings
 
-    monkeypatch.setenv("SOUNDCHECK_KAD_MAX_FRAMES", "60")
-    monkeypatch.setenv("SOUNDCHECK_KAD_DEVICE", "numpy")
-    get_settings.cache_clear()
-    try:
-        ref = [FileEmbedding(f"r{i}", rng.standard_normal((10, 4)).astype(np.float32)) for i in range(10)]
-        cand = [FileEmbedding(f"c{i}", rng.standard_normal((5, 4)).astype(np.float32)) for i in range(8)]
-        res = evaluate_embeddings(["kad"], ref, cand, MetricOptions.model_validate({"bootstrap": 5, "seed": 3}))
-    finally:
-        get_settings.cache_clear()
+    ref = [FileEmbedding(f"r{i}", rng.standard_normal((10, 4)).astype(np.float32)) for i in range(10)]
+    cand = [FileEmbedding(f"c{i}", rng.standard_normal((5, 4)).astype(np.float32)) for i in range(8)]
+    res = evaluate_embeddings(["kad"], ref, cand, MetricOptions.model_validate({"bootstrap": 5, "seed": 3}),
+                              kad_device="numpy", kad_max_frames=60)
     kad = res["metrics"]["kad"]
     assert kad["subsampled_from"] == {"reference": 100, "candidate": None, "seed": 3, "max_frames": 60}
     assert kad["backend"] == "numpy" and kad["interval"] is not None
