@@ -1,10 +1,15 @@
-"""GET /v1/health: is Redis there, which workers are alive, which models they loaded."""
+"""GET /v1/health: is Redis there, which workers are alive, which models they loaded.
+
+200 while Redis answers (``ok``, or ``no-workers`` when jobs would only queue); 503 ``degraded`` with Retry-After
+while Redis is down, so a load balancer takes this api out of rotation until Redis is back.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from app.api.deps import RedisDep, SettingsDep
@@ -13,17 +18,22 @@ from soundcheck.queueing import live_workers
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
-def health(redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
+@router.get("/health", responses={503: {"description": "Redis is down: status `degraded`"}})
+def health(redis: RedisDep, settings: SettingsDep) -> Any:
     try:
         redis.ping()
+        workers = live_workers(redis, settings)
     except RedisError as exc:
-        return {"status": "degraded", "redis": False, "redis_error": str(exc), "workers": 0, "worker_details": []}
-    workers = live_workers(redis, settings)
-    return {
+        error = f"{type(exc).__name__}: {exc}"
+        body = {"status": "degraded", "redis": False, "redis_error": error, "workers": 0, "models_loaded": [],
+                "worker_details": [], "title": "Service Unavailable",
+                "detail": f"Redis is not reachable ({error}); retry in {settings.redis_retry_after_s} s"}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(settings.redis_retry_after_s)})
+    body: dict[str, Any] = {
         "status": "ok" if workers else "no-workers",
         "redis": True,
         "workers": len(workers),
         "models_loaded": sorted({m for w in workers for m in w.get("loaded", [])}),
         "worker_details": workers,
     }
+    return body
