@@ -29,6 +29,7 @@ from rq import SimpleWorker, worker_registration
 from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
+from rq.utils import now
 from rq.worker import WorkerStatus
 
 from soundcheck.jobstore import ALIVE_KEY, ALIVE_TTL_S, WORKER_MODELS_FIELD
@@ -40,6 +41,7 @@ log = logging.getLogger("soundcheck.worker")
 T = TypeVar("T")
 #: Redis is down, restarting (loading its AOF: BusyLoadingError is a ConnectionError) or paused.
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, socket.timeout)
+_said_at = -1e9
 
 
 class OutageRetry(Retry):
@@ -50,6 +52,14 @@ class OutageRetry(Retry):
     def __init__(self, grace_s: float, base_s: float = 0.1, cap_s: float = 2.0) -> None:
         super().__init__(ExponentialBackoff(cap=cap_s, base=base_s), retries=-1, supported_errors=REDIS_DOWN)
         self.grace_s = grace_s
+
+    def _say(self, error: Exception) -> None:
+        """One log line per outage (at most every 10 s per process), not one per command or connection."""
+        global _said_at
+        if time.monotonic() - _said_at > 10:
+            _said_at = time.monotonic()
+            log.warning("Redis unreachable (%s: %s); retrying for up to %g s", type(error).__name__, error,
+                        self.grace_s)
 
     def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any],
                         is_retryable: Callable[[Exception], bool] | None = None,
@@ -64,7 +74,9 @@ class OutageRetry(Retry):
                 failures += 1
                 fail(error, failures) if with_failure_count else fail(error)
                 now = time.monotonic()
-                deadline = deadline if deadline is not None else now + self.grace_s
+                if deadline is None:
+                    deadline = now + self.grace_s
+                    self._say(error)
                 if now >= deadline:
                     raise
                 time.sleep(min(self._backoff.compute(failures), deadline - now))
@@ -94,6 +106,9 @@ class SoundcheckWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.runtime = runtime
         self._outage = False
+        #: Jobs whose end could not be recorded while Redis was down: settled as failed (RQ retries them if
+        #: they have retries left) once Redis is back, so none stays "started" for ever.
+        self._owed: list[tuple[Job, Queue, Any, str]] = []
 
     def register_birth(self) -> None:
         super().register_birth()
@@ -144,6 +159,12 @@ class SoundcheckWorker(SimpleWorker):
             return
         self._outage = False
         log.info("worker %s: Redis is back", self.name)
+        owed, self._owed = self._owed, []
+        for job, job_queue, execution, reason in owed:
+            log.info("worker %s: recording the failure of job %s (%s)", self.name, job.id, reason)
+            job.ended_at = job.ended_at or now()
+            self.handle_job_failure(job, job_queue, started_job_registry=job_queue.started_job_registry,
+                                    exc_string=reason, execution=execution)  # logs, never raises
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:  # only queues commands; whoever executes the pipeline handles errors
@@ -185,9 +206,13 @@ class SoundcheckWorker(SimpleWorker):
         try:
             super().execute_job(job, queue)
         except REDIS_DOWN as exc:
-            log.error("worker %s: lost Redis while running job %s (%s: %s); leaving the job to be retried",
-                      self.name, job.id, type(exc).__name__, exc)
+            log.error("worker %s: lost Redis while running job %s (%s: %s); its failure is recorded when Redis "
+                      "is back", self.name, job.id, type(exc).__name__, exc)
+            execution = next(iter(self.executions.values()), None)
             self.executions.clear()
+            reason = (f"Redis was unreachable for longer than SOUNDCHECK_WORKER_REDIS_GRACE_S while the job ran "
+                      f"({type(exc).__name__}: {exc}); submit it again")
+            self._owed.append((job, queue, execution, reason))
             self._redis_down("a job", exc)
             self.set_state(WorkerStatus.IDLE)
 

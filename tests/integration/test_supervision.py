@@ -11,10 +11,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import soundfile
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -199,6 +202,7 @@ def test_api_answers_503_fast_while_redis_is_paused(
 class Served:
     proc: subprocess.Popen
     url: str
+    redis_url: str
     data: Path
     output: Path
 
@@ -235,14 +239,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`soundcheck serve --workers 2` with its own Redis, data dir and port; output to a file."""
     root = tmp_path_factory.mktemp("served")
     port = free_port()
-    env = dict(os.environ, SOUNDCHECK_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+    redis_url = f"redis://127.0.0.1:{free_port()}/0"
+    env = dict(os.environ, SOUNDCHECK_REDIS_URL=redis_url,
                SOUNDCHECK_DATA_DIR=str(root / "data"), SOUNDCHECK_API_PORT=str(port), SOUNDCHECK_PRELOAD="mel",
                SOUNDCHECK_TORCH_THREADS="1", SOUNDCHECK_QUEUE_NAME=f"sv-{root.name}")
     output = root / "serve.out"
     with output.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "soundcheck.cli", "serve", "--workers", "2"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
-    served = Served(proc, f"http://127.0.0.1:{port}", root / "data", output)
+    served = Served(proc, f"http://127.0.0.1:{port}", redis_url, root / "data", output)
     try:
         deadline = time.monotonic() + 180
         while not served.healthy(workers=2):
@@ -259,10 +264,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def long_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Enough files that a mel job runs for a few seconds on this machine: time to break Redis mid-job."""
     from soundcheck.examples import write_examples
 
     return write_examples(tmp_path_factory.mktemp("long"), per_class=20)
+
+
+def _fresh_sets(root: Path, seed: int, n_files: int = 40, seconds: float = 3.0) -> tuple[Path, Path]:
+    """Noise no other test uploaded (nothing cached), so the job embeds every file: seconds of work, time to
+    break Redis while it runs."""
+    rng = np.random.default_rng(seed)
+    sets = (root / f"ref-{seed}", root / f"cand-{seed}")
+    for directory, gain in zip(sets, (0.3, 0.1), strict=True):
+        directory.mkdir(parents=True)
+        for i in range(n_files):
+            wave = gain * rng.standard_normal(int(16000 * seconds))
+            soundfile.write(directory / f"{i:03d}.wav", wave.astype(np.float32), 16000)
+    return sets
 
 
 def _wait_job(client: Client, job_id: str, timeout: float = 240) -> dict:
@@ -280,11 +297,19 @@ def _wait_job(client: Client, job_id: str, timeout: float = 240) -> dict:
     pytest.fail(f"job {job_id} did not end within {timeout} s")
 
 
-def _running_job(served: Served, client: Client, sets: tuple[Path, Path]) -> str:
+def _running_job(client: Client, sets: tuple[Path, Path]) -> str:
     ref, cand = client.upload(sets[0]), client.upload(sets[1])
-    job = client.submit(ref.id, cand.id, "mel", ["fad", "kad"], {"bootstrap": 200})
+    job = client.submit(ref.id, cand.id, "mel", ["fad", "kad"], {"bootstrap": 1000})
     _eventually(lambda: client.job(job.id).status == "running", 60, "the job running")
     return job.id
+
+
+def _assert_ran_through(final: dict, broken_at: datetime, back_at: datetime) -> None:
+    """The job started before Redis broke and ended after it was back: it really was in hand meanwhile."""
+    assert final["status"] == "finished", final["error"]
+    started, ended = datetime.fromisoformat(final["started_at"]), datetime.fromisoformat(final["ended_at"])
+    assert started < broken_at, "the job started late"
+    assert ended > back_at, f"the job ended at {ended}, before Redis was broken: give it more work"
 
 
 @pytest.mark.slow
@@ -299,7 +324,7 @@ def test_serve_restarts_a_killed_worker_and_keeps_the_rest(served: Served) -> No
     workers, redis, api = served.pids(WORKER), served.pids(REDIS), served.pids(API)
     names = {w["name"] for w in served.health()["worker_details"]}
     os.kill(workers[0], signal.SIGKILL)
-    _eventually(lambda: f"exited (SIGKILL); restarting in" in served.log(), 10, "the restart line")
+    _eventually(lambda: "exited (SIGKILL); restarting in" in served.log(), 10, "the restart line")
 
     def new_worker_up() -> bool:
         details = served.health()["worker_details"]
@@ -340,12 +365,13 @@ def test_serve_restarts_a_killed_redis_on_its_aof(served: Served, long_sets: tup
 
 
 @pytest.mark.slow
-def test_job_finishes_through_a_paused_redis(served: Served, long_sets: tuple[Path, Path]) -> None:
+def test_job_finishes_through_a_paused_redis(served: Served, tmp_path: Path) -> None:
     workers = served.pids(WORKER)
     redis = served.pids(REDIS)[0]
     with Client(served.url) as client:
-        job_id = _running_job(served, client, long_sets)
+        job_id = _running_job(client, _fresh_sets(tmp_path, seed=1))
         os.kill(redis, signal.SIGSTOP)
+        broken_at = datetime.now(UTC)
         try:
             paused_at = time.monotonic()
             jobs = httpx.get(f"{served.url}/v1/jobs", timeout=30)
@@ -356,19 +382,53 @@ def test_job_finishes_through_a_paused_redis(served: Served, long_sets: tuple[Pa
         finally:
             os.kill(redis, signal.SIGCONT)
         final = _wait_job(client, job_id)
-    assert final["status"] == "finished", final["error"]
+    _assert_ran_through(final, broken_at, broken_at + timedelta(seconds=7.5))
     assert served.pids(WORKER) == workers  # no worker process exited
     assert served.pids(REDIS) == [redis]
 
 
 @pytest.mark.slow
-def test_job_finishes_through_a_redis_killed_and_restarted(served: Served, long_sets: tuple[Path, Path]) -> None:
+def test_job_finishes_through_a_redis_killed_and_restarted(served: Served, tmp_path: Path) -> None:
     workers = served.pids(WORKER)
     with Client(served.url) as client:
-        job_id = _running_job(served, client, long_sets)
+        job_id = _running_job(client, _fresh_sets(tmp_path, seed=2))
         redis = served.pids(REDIS)
         os.kill(redis[0], signal.SIGKILL)
-        _eventually(lambda: served.pids(REDIS) not in ([], redis), 60, "Redis restarted")
+        broken_at = datetime.now(UTC)
+        _eventually(lambda: redis_answers(served.redis_url), 60, "Redis restarted")
+        back_at = datetime.now(UTC)
+        assert served.pids(REDIS) != redis
         final = _wait_job(client, job_id)
-    assert final["status"] == "finished", final["error"]
+    _assert_ran_through(final, broken_at, back_at)
     assert served.pids(WORKER) == workers
+
+
+@pytest.mark.slow
+def test_worker_outlives_an_outage_longer_than_its_grace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past SOUNDCHECK_WORKER_REDIS_GRACE_S the job in hand is given up, but it never hangs "running": the
+    worker records its failure once Redis is back (RQ retries it where retries are configured), and the same
+    worker process goes on with the next job."""
+    for name, value in {"WORKER_REDIS_GRACE_S": "1", "PRELOAD": "mel", "TORCH_THREADS": "1"}.items():
+        monkeypatch.setenv(f"SOUNDCHECK_{name}", value)
+    service = Service(make_settings(f"redis://127.0.0.1:{free_port()}/0", tmp_path)).start(n_workers=1, quiet=True)
+    try:
+        worker = service.workers[0]
+        with Client(service.url) as client:
+            job_id = _running_job(client, _fresh_sets(tmp_path, seed=3))
+            _kill(service.redis)
+            time.sleep(6)  # several graces: the job's Redis commands give up
+            assert worker.poll() is None, "the worker process must outlive a Redis outage"
+            service._launch(service.children["redis"])  # the same AOF dir
+            final = _wait_job(client, job_id, timeout=120)
+            assert final["status"] in ("failed", "finished")
+            if final["status"] == "failed":
+                assert "Redis" in final["error"] and "submit it again" in final["error"], final["error"]
+            ref_dir, cand_dir = _fresh_sets(tmp_path, seed=4, n_files=5, seconds=1.0)
+            ref, cand = client.upload(ref_dir), client.upload(cand_dir)
+            after = client.wait(client.submit(ref.id, cand.id, "mel", ["fad"], {"bootstrap": 0}).id, timeout_s=120)
+        assert after.status == "finished", after.error
+        assert service.workers[0] is worker and worker.poll() is None
+    finally:
+        service.stop()
+        for log in (tmp_path / "data" / "logs").glob("worker-*.log"):
+            print(log.read_text()[-4000:])
