@@ -1,4 +1,6 @@
-"""`soundcheck serve` starts Redis, a worker and the api, and leaves no process behind when stopped."""
+"""`soundcheck serve` starts Redis, a worker and the api, and leaves no process behind when stopped.
+
+Restarts of children that die and Redis outages: test_supervision.py."""
 
 from __future__ import annotations
 
@@ -61,6 +63,14 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen, str]:
     pytest.fail("soundcheck serve did not come up")
 
 
+def test_serve_needs_at_least_one_worker() -> None:
+    done = subprocess.run([sys.executable, "-m", "soundcheck.cli", "serve", "--workers", "0"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "must be at least 1" in done.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
 def test_serve_stops_everything_on_signal(tmp_path: Path, how: signal.Signals) -> None:
     proc, url = _start(tmp_path)
@@ -73,6 +83,7 @@ def test_serve_stops_everything_on_signal(tmp_path: Path, how: signal.Signals) -
     assert not [pid for pid in children if _alive(pid)]
 
 
+@pytest.mark.slow
 def test_serve_killed_hard_leaves_no_orphans(tmp_path: Path) -> None:
     proc, _ = _start(tmp_path)
     children = _children(proc.pid)

@@ -404,6 +404,18 @@ def test_job_finishes_through_a_redis_killed_and_restarted(served: Served, tmp_p
 
 
 @pytest.mark.slow
+def test_sigterm_stops_everything_after_restarts(served: Served) -> None:
+    """The restarted children are tied to serve like the first ones: SIGTERM stops all of them, no orphan."""
+    children = _children(served.proc.pid)
+    assert len(served.pids(WORKER)) == 2 and served.pids(REDIS) and served.pids(API)
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(timeout=60) == 0
+    time.sleep(0.5)
+    assert not [pid for pid in children if _alive(pid)]
+    assert served.log().count("restarting in") >= 4  # worker, api, Redis twice: all were restarts
+
+
+@pytest.mark.slow
 def test_worker_outlives_an_outage_longer_than_its_grace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past SOUNDCHECK_WORKER_REDIS_GRACE_S the job in hand is given up, but it never hangs "running": the
     worker records its failure once Redis is back (RQ retries it where retries are configured), and the same
