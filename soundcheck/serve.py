@@ -175,7 +175,7 @@ class Service:
                    "--port", str(s.api_port), "--log-level", "warning"]
         self._launch(self._child("api", api_cmd, logs / "api.log" if quiet else None))
         wait_until(self._api_up, 60, f"the api on {self.url}", self.api)
-        wait_until(self._workers_up, 300, "the worker", self.workers[0] if self.workers else None)
+        wait_until(self._workers_up, 300, "the workers")
         return self
 
     def _child(self, name: str, command: list[str], log: Path | None) -> Child:
@@ -200,6 +200,11 @@ class Service:
             return False
 
     def _workers_up(self) -> bool:
+        for name, child in self.children.items():
+            code = child.proc.poll() if child.proc is not None else None
+            if name.startswith("worker-") and code is not None:
+                where = f" (log: {child.log})" if child.log else ""
+                raise ServeError(f"{name} exited ({describe_exit(code)}) while starting{where}")
         try:
             return httpx.get(f"{self.url}/v1/health", timeout=2.0).json().get("workers", 0) >= len(self.workers)
         except (httpx.HTTPError, ValueError):
@@ -258,15 +263,18 @@ def serve_forever(settings: Settings, n_workers: int = 1,
     if n_workers < 1:
         raise ServeError("--workers must be at least 1")
     service = Service(settings)
-    stopping = False
+    stopping = started = False
 
     def _on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
+        if not started:  # still starting (loading models can take a while): stop now, not after
+            raise KeyboardInterrupt
 
     old = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         service.start(n_workers)
+        started = True
         announce(f"soundcheck is running at {service.url} with {n_workers} worker{'s' if n_workers > 1 else ''} "
                  f"(dashboard {service.url}/dashboard/, API docs {service.url}/docs); a process that dies is "
                  "restarted; Ctrl-C stops all")

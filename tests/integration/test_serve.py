@@ -96,3 +96,19 @@ def test_serve_killed_hard_leaves_no_orphans(tmp_path: Path) -> None:
     for pid in leftovers:
         os.kill(pid, signal.SIGKILL)
     assert not leftovers
+
+
+def test_serve_stops_at_once_when_signalled_while_starting(tmp_path: Path) -> None:
+    """SIGTERM while the workers still load their models: stop now, not after they come up."""
+    env = dict(os.environ, SOUNDCHECK_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+               SOUNDCHECK_DATA_DIR=str(tmp_path / "data"), SOUNDCHECK_API_PORT=str(free_port()),
+               SOUNDCHECK_PRELOAD="mel")
+    proc = subprocess.Popen([sys.executable, "-m", "soundcheck.cli", "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(children := _children(proc.pid)) < 2 and time.monotonic() < deadline:  # Redis and a worker
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) != 0  # it did not come up
+    time.sleep(0.5)
+    assert not [pid for pid in children if _alive(pid)]
