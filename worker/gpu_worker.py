@@ -159,12 +159,17 @@ class SoundcheckWorker(SimpleWorker):
             return
         self._outage = False
         log.info("worker %s: Redis is back", self.name)
-        owed, self._owed = self._owed, []
-        for job, job_queue, execution, reason in owed:
+        while self._owed:
+            job, job_queue, execution, reason = self._owed[0]
             log.info("worker %s: recording the failure of job %s (%s)", self.name, job.id, reason)
             job.ended_at = job.ended_at or now()
-            self.handle_job_failure(job, job_queue, started_job_registry=job_queue.started_job_registry,
-                                    exc_string=reason, execution=execution)  # logs, never raises
+            try:  # a retried job is requeued by RQ here; a job whose record already ended keeps that end
+                self.handle_job_failure(job, job_queue, started_job_registry=job_queue.started_job_registry,
+                                        exc_string=reason, execution=execution)
+            except REDIS_DOWN as exc:  # gone again: the next heartbeat after it is back tries again
+                self._redis_down("recording a failure", exc)
+                return
+            self._owed.pop(0)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:  # only queues commands; whoever executes the pipeline handles errors
@@ -211,7 +216,7 @@ class SoundcheckWorker(SimpleWorker):
             execution = next(iter(self.executions.values()), None)
             self.executions.clear()
             reason = (f"Redis was unreachable for longer than SOUNDCHECK_WORKER_REDIS_GRACE_S while the job ran "
-                      f"({type(exc).__name__}: {exc}); submit it again")
+                      f"({type(exc).__name__}: {exc})")
             self._owed.append((job, queue, execution, reason))
             self._redis_down("a job", exc)
             self.set_state(WorkerStatus.IDLE)

@@ -434,7 +434,7 @@ def test_worker_outlives_an_outage_longer_than_its_grace(tmp_path: Path, monkeyp
             final = _wait_job(client, job_id, timeout=120)
             assert final["status"] in ("failed", "finished")
             if final["status"] == "failed":
-                assert "Redis" in final["error"] and "submit it again" in final["error"], final["error"]
+                assert "Redis was unreachable" in final["error"], final["error"]
             ref_dir, cand_dir = _fresh_sets(tmp_path, seed=4, n_files=5, seconds=1.0)
             ref, cand = client.upload(ref_dir), client.upload(cand_dir)
             after = client.wait(client.submit(ref.id, cand.id, "mel", ["fad"], {"bootstrap": 0}).id, timeout_s=120)
