@@ -42,6 +42,9 @@ T = TypeVar("T")
 #: Redis is down, restarting (loading its AOF: BusyLoadingError is a ConnectionError) or paused.
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, socket.timeout)
 _said_at = -1e9
+#: Set by any retried Redis command of this process: Redis went away (and may have come back without our
+#: registration, if it had no AOF); the next heartbeat registers again.
+OUTAGE_SEEN = threading.Event()
 
 
 class OutageRetry(Retry):
@@ -76,6 +79,7 @@ class OutageRetry(Retry):
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self.grace_s
+                    OUTAGE_SEEN.set()
                     self._say(error)
                 if now >= deadline:
                     raise
@@ -136,6 +140,12 @@ class SoundcheckWorker(SimpleWorker):
 
     # --- Redis outages: where RQ's work loop would quit on a connection error, log it and carry on ---
 
+    @property
+    def dequeue_timeout(self) -> int:
+        """Wake from the blocking dequeue at least every 15 s (RQ: 405 s): the heartbeat after it registers
+        the worker again when Redis came back without its data, within seconds rather than minutes."""
+        return min(super().dequeue_timeout, 15)
+
     def _redis_down(self, during: str, exc: BaseException) -> None:
         if not self._outage:
             log.warning("worker %s: Redis unreachable during %s (%s: %s); waiting for it", self.name, during,
@@ -144,6 +154,9 @@ class SoundcheckWorker(SimpleWorker):
 
     def _redis_back(self) -> None:
         """After an outage: register again (idempotent writes), in case the restarted Redis lost our record."""
+        if OUTAGE_SEEN.is_set():  # ridden out inside redis-py's retries, unseen by RQ's loop
+            OUTAGE_SEEN.clear()
+            self._outage = True
         if not self._outage:
             return
         try:

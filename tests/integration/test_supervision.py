@@ -4,6 +4,7 @@ the api ride out a Redis that is killed, restarted or paused, the api answers 50
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -440,6 +441,13 @@ def test_worker_outlives_an_outage_longer_than_its_grace(tmp_path: Path, monkeyp
             after = client.wait(client.submit(ref.id, cand.id, "mel", ["fad"], {"bootstrap": 0}).id, timeout_s=120)
         assert after.status == "finished", after.error
         assert service.workers[0] is worker and worker.poll() is None
+        # a Redis that comes back without its data (no AOF): the worker registers again by itself
+        _kill(service.redis)
+        shutil.rmtree(service.settings.redis_dir / "appendonlydir")
+        service._launch(service.children["redis"])
+        _eventually(lambda: httpx.get(f"{service.url}/v1/health", timeout=5).json()["workers"] == 1, 60,
+                    "the worker registered again")
+        assert worker.poll() is None
     finally:
         service.stop()
         for log in (tmp_path / "data" / "logs").glob("worker-*.log"):
