@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     )
     worker_redis_grace_s: float = Field(
         60.0, ge=0, description="How long a worker's Redis command retries through an outage before it gives up "
-        "(the job in hand is then left to the retry of abandoned jobs; the worker process stays up).",
+        "(the job in hand is then recorded failed once Redis is back, and RQ retries it if it has retries left; "
+        "the worker process stays up).",
     )
     api_redis_timeout_s: float = Field(
         2.0, gt=0, description="Socket timeout of the api's Redis client: a request fails fast with 503 instead "
