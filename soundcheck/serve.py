@@ -133,6 +133,7 @@ class Child:
     command: list[str]
     log: Path | None
     backoff: Backoff
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -172,9 +173,14 @@ class Service:
             s.redis_dir.mkdir(parents=True, exist_ok=True)
             self._launch(self._child("redis", redis_command(parsed.port or 6379, s.redis_dir), None))
             wait_until(lambda: redis_answers(s.redis_url), 20, "redis-server", self.redis)
+        # N workers on one host share its cores instead of each taking all of them (unless set explicitly)
+        threads = {} if s.torch_threads or n_workers == 1 else {
+            "SOUNDCHECK_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // n_workers))}
         for i in range(n_workers):
-            self._launch(self._child(f"worker-{i}", [sys.executable, "-m", "worker"],
-                                     logs / f"worker-{i}.log" if quiet else None))
+            worker = self._child(f"worker-{i}", [sys.executable, "-m", "worker"],
+                                 logs / f"worker-{i}.log" if quiet else None)
+            worker.env.update(threads)
+            self._launch(worker)
         api_cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:app_factory", "--host", s.api_host,
                    "--port", str(s.api_port), "--log-level", "warning"]
         self._launch(self._child("api", api_cmd, logs / "api.log" if quiet else None))
@@ -190,7 +196,7 @@ class Service:
         return child
 
     def _launch(self, child: Child) -> None:
-        child.proc = spawn(child.command, self.env(), child.log)
+        child.proc = spawn(child.command, {**self.env(), **child.env}, child.log)
         child.started_at, child.restart_at = time.monotonic(), None
         procs = {name: c.proc for name, c in self.children.items()}
         self.redis = procs.get("redis")

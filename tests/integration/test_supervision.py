@@ -244,7 +244,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     redis_url = f"redis://127.0.0.1:{free_port()}/0"
     env = dict(os.environ, SOUNDCHECK_REDIS_URL=redis_url,
                SOUNDCHECK_DATA_DIR=str(root / "data"), SOUNDCHECK_API_PORT=str(port), SOUNDCHECK_PRELOAD="mel",
-               SOUNDCHECK_TORCH_THREADS="1", SOUNDCHECK_QUEUE_NAME=f"sv-{root.name}")
+               SOUNDCHECK_QUEUE_NAME=f"sv-{root.name}")
+    env.pop("SOUNDCHECK_TORCH_THREADS", None)
     output = root / "serve.out"
     with output.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "soundcheck.cli", "serve", "--workers", "2"], env=env,
@@ -319,6 +320,8 @@ def test_serve_starts_the_workers_asked_for(served: Served) -> None:
     assert len(served.pids(WORKER)) == 2
     assert served.health()["workers"] == 2
     assert "with 2 workers" in served.log()
+    # they share the cores rather than each taking all of them
+    assert {w["threads"] for w in served.health()["worker_details"]} == {max(1, (os.cpu_count() or 1) // 2)}
 
 
 @pytest.mark.slow
