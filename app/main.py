@@ -15,7 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.auth import REQUEST_ID, Guard, RequestId, check_binding, route_path
@@ -36,6 +40,29 @@ PROBLEM = "application/problem+json"
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def redis_problem(exc: RedisError, retry_after_s: int) -> JSONResponse:
+    """503 with Retry-After for any Redis failure, raised in a route or a dependency: Redis down, restarting
+    (loading its AOF) or paused is a passing state that clients and load balancers should wait out."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        detail = (f"Redis is not reachable ({type(exc).__name__}: {exc}); retry in {retry_after_s} s (is "
+                  "`soundcheck serve` running? it restarts a Redis that died)")
+    else:
+        detail = f"Redis refused the command ({type(exc).__name__}: {exc}); retry in {retry_after_s} s"
+    response = problem(503, "Service Unavailable", detail)
+    response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
+def api_redis(settings: Settings) -> Redis:
+    """The api's Redis client: short socket timeouts so a request fails fast (503) instead of hanging while
+    Redis is down or paused; one quick retry on a connection error, so the first request after a Redis restart
+    reconnects its stale pooled connection instead of failing."""
+    timeout = settings.api_redis_timeout_s
+    retry = Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1, supported_errors=(RedisConnectionError,))
+    return Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry,
+                          health_check_interval=30)
 
 
 def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -100,8 +127,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(exc.status, "Job rejected", str(exc))
 
     @app.exception_handler(RedisError)
-    async def _redis(_: Request, exc: RedisError) -> JSONResponse:
-        return problem(503, "Service Unavailable", f"Redis is not reachable ({exc}); is `soundcheck serve` running?")
+    async def _redis(request: Request, exc: RedisError) -> JSONResponse:
+        return redis_problem(exc, request.app.state.settings.redis_retry_after_s)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -178,7 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.redis = Redis.from_url(settings.redis_url, socket_timeout=30, health_check_interval=30)
+        app.state.redis = api_redis(settings)
         try:
             yield
         finally:

@@ -41,6 +41,9 @@ def service_for(args: argparse.Namespace) -> Iterator[Client]:
     service = None
     try:
         client.health()
+    except SoundcheckError as exc:  # an api answers, but cannot work now (503 while its Redis is down)
+        client.close()
+        raise SystemExit(f"the soundcheck api at {_url(args)} answers but is not ready: {exc}") from None
     except Exception:  # noqa: BLE001 - anything but an answer means: not running
         if args.no_start:
             raise SystemExit(f"no soundcheck api answers at {_url(args)} (start it with `soundcheck serve`)") from None
@@ -148,12 +151,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from soundcheck.serve import serve_forever
+    from soundcheck.serve import ServeError, serve_forever
 
     settings = get_settings()
     if args.port:
         settings.api_port = args.port
-    return serve_forever(settings, n_workers=args.workers)
+    try:
+        return serve_forever(settings, n_workers=args.workers)
+    except ServeError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 1
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -277,9 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print the whole job as JSON")
         p.add_argument("--no-start", action="store_true", help="fail instead of starting the embedded service")
 
-    p = sub.add_parser("serve", help="start Redis (if needed), workers and the api; Ctrl-C stops all")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--port", type=int, default=None)
+    p = sub.add_parser("serve", help="start Redis (if needed), workers and the api, restart any that dies; "
+                                      "Ctrl-C stops all")
+    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes to run (default 1)")
+    p.add_argument("--port", type=int, default=None, help="api port (default SOUNDCHECK_API_PORT)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="evaluate the generated example candidate set against the example reference")

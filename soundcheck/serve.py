@@ -1,13 +1,16 @@
-"""The embedded default: one command starts Redis (if none answers), workers and the api; stops them cleanly.
+"""The embedded default: one command starts Redis (if none answers), workers and the api, and keeps them up.
 
-Children get PR_SET_PDEATHSIG, so even a SIGKILLed `soundcheck serve` leaves no orphan behind; SIGINT and
-SIGTERM stop the api, then the workers, then the Redis server this process started.
+A child that dies (crash, OOM kill, kill -9) is restarted with capped exponential backoff while the others keep
+running: workers and the api reconnect to a restarted Redis, which reloads its AOF from the same directory. Only
+SIGINT/SIGTERM stop everything: the api, then the workers, then the Redis server this process started.
+Children get PR_SET_PDEATHSIG, so even a SIGKILLed `soundcheck serve` leaves no orphan behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -30,6 +33,10 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 class ServeError(RuntimeError):
     pass
+
+
+class _StopRequested(Exception):
+    """SIGINT/SIGTERM while `serve` is still starting."""
 
 
 def redis_binary() -> str:
@@ -63,13 +70,20 @@ def spawn(cmd: Sequence[str], env: dict[str, str], log: Path | None = None) -> s
                             preexec_fn=_die_with_parent)
 
 
+def redis_command(port: int, directory: Path) -> list[str]:
+    """A Redis with AOF on, files under ``directory``, bound to localhost only.
+
+    ``appendfsync everysec`` (Redis' default): Redis write()s the AOF before it replies, so a killed redis-server
+    loses no acknowledged write (the data is in the page cache); only a host crash, or a disk so slow that
+    Redis postpones the write (at most 2 s), loses the last moments. ``always`` would fsync every command."""
+    return [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
+            "--protected-mode", "yes", "--logfile", str(directory / "redis.log")]
+
+
 def start_redis(port: int, directory: Path, env: dict[str, str]) -> subprocess.Popen:
-    """A Redis with AOF on, files under ``directory``, bound to localhost only."""
     directory.mkdir(parents=True, exist_ok=True)
-    cmd = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-           "--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes",
-           "--logfile", str(directory / "redis.log")]
-    return spawn(cmd, env)
+    return spawn(redis_command(port, directory), env)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
@@ -83,14 +97,59 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: subpr
     raise ServeError(f"{what} did not come up within {timeout:.0f} s")
 
 
+def describe_exit(returncode: int) -> str:
+    """``-9`` -> ``SIGKILL``, ``1`` -> ``exit code 1`` (Popen reports a signal death as a negative code)."""
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+@dataclass
+class Backoff:
+    """Restart delays: ``initial_s`` doubling per consecutive restart up to ``max_s``; a child that stayed up
+    ``reset_after_s`` was healthy, so its next restart waits ``initial_s`` again."""
+
+    initial_s: float = 1.0
+    max_s: float = 30.0
+    reset_after_s: float = 60.0
+    streak: int = 0
+
+    def next_delay(self, uptime_s: float) -> float:
+        if uptime_s >= self.reset_after_s:
+            self.streak = 0
+        delay = min(self.max_s, self.initial_s * 2**self.streak)
+        self.streak += 1
+        return delay
+
+
+@dataclass
+class Child:
+    """One supervised process: how to start it again, and its restart bookkeeping."""
+
+    name: str
+    command: list[str]
+    log: Path | None
+    backoff: Backoff
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    restart_at: float | None = None
+
+
 @dataclass
 class Service:
-    """The processes of one embedded deployment."""
+    """The processes of one embedded deployment. ``start``/``stop`` for tests and `soundcheck eval`;
+    ``supervise`` keeps them running for `soundcheck serve`."""
 
     settings: Settings
     redis: subprocess.Popen | None = None
     workers: list[subprocess.Popen] = field(default_factory=list)
     api: subprocess.Popen | None = None
+    children: dict[str, Child] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -111,22 +170,42 @@ class Service:
             raise ServeError(reason)
         logs = s.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        env = self.env()
         if not redis_answers(s.redis_url):
             parsed = urlparse(s.redis_url)
             if parsed.hostname not in LOCAL_HOSTS:
                 raise ServeError(f"Redis at {s.redis_url} does not answer; start it or unset SOUNDCHECK_REDIS_URL")
-            self.redis = start_redis(parsed.port or 6379, s.redis_dir, env)
+            s.redis_dir.mkdir(parents=True, exist_ok=True)
+            self._launch(self._child("redis", redis_command(parsed.port or 6379, s.redis_dir), None))
             wait_until(lambda: redis_answers(s.redis_url), 20, "redis-server", self.redis)
+        # N workers on one host share its cores instead of each taking all of them (unless set explicitly)
+        threads = {} if s.torch_threads or n_workers == 1 else {
+            "SOUNDCHECK_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // n_workers))}
         for i in range(n_workers):
-            log = None if not quiet else logs / f"worker-{i}.log"
-            self.workers.append(spawn([sys.executable, "-m", "worker"], env, log))
+            worker = self._child(f"worker-{i}", [sys.executable, "-m", "worker"],
+                                 logs / f"worker-{i}.log" if quiet else None)
+            worker.env.update(threads)
+            self._launch(worker)
         api_cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:app_factory", "--host", s.api_host,
                    "--port", str(s.api_port), "--log-level", "warning"]
-        self.api = spawn(api_cmd, env, logs / "api.log" if quiet else None)
+        self._launch(self._child("api", api_cmd, logs / "api.log" if quiet else None))
         wait_until(self._api_up, 60, f"the api on {self.url}", self.api)
-        wait_until(self._workers_up, 300, "the worker", self.workers[0] if self.workers else None)
+        wait_until(self._workers_up, 300, "the workers")
         return self
+
+    def _child(self, name: str, command: list[str], log: Path | None) -> Child:
+        s = self.settings
+        backoff = Backoff(s.restart_backoff_s, s.restart_backoff_max_s, s.restart_reset_after_s)
+        child = Child(name, command, log, backoff)
+        self.children[name] = child
+        return child
+
+    def _launch(self, child: Child) -> None:
+        child.proc = spawn(child.command, {**self.env(), **child.env}, child.log)
+        child.started_at, child.restart_at = time.monotonic(), None
+        procs = {name: c.proc for name, c in self.children.items()}
+        self.redis = procs.get("redis")
+        self.workers = [p for name, p in procs.items() if name.startswith("worker-") and p is not None]
+        self.api = procs.get("api")
 
     def _api_up(self) -> bool:
         try:
@@ -135,12 +214,43 @@ class Service:
             return False
 
     def _workers_up(self) -> bool:
+        for name, child in self.children.items():
+            code = child.proc.poll() if child.proc is not None else None
+            if name.startswith("worker-") and code is not None:
+                where = f" (log: {child.log})" if child.log else ""
+                raise ServeError(f"{name} exited ({describe_exit(code)}) while starting{where}")
         try:
             auth = {"Authorization": f"Bearer {self.settings.api_token}"} if self.settings.api_token else {}
             health = httpx.get(f"{self.url}/v1/health", timeout=2.0, headers=auth).json()
             return health.get("workers", 0) >= len(self.workers)
         except (httpx.HTTPError, ValueError):
             return False
+
+    def check(self, announce: Callable[[str], None]) -> None:
+        """One supervision step: schedule the restart of a child that exited, start those whose wait is over.
+        The others keep running: workers and api ride out a Redis restart by reconnecting."""
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.restart_at is None:
+                code = child.proc.poll() if child.proc is not None else -1
+                if code is None:
+                    continue
+                delay = child.backoff.next_delay(now - child.started_at)
+                child.restarts += 1
+                child.restart_at = now + delay
+                announce(f"{child.name} exited ({describe_exit(code)}); restarting in {delay:g} s, "
+                         f"restart {child.restarts}")
+            elif now >= child.restart_at:
+                self._launch(child)
+
+    def supervise(self, should_stop: Callable[[], bool], announce: Callable[[str], None] = print,
+                  interval_s: float = 0.2) -> None:
+        """Restart children that die until ``should_stop()`` (Ctrl-C/SIGTERM); the caller then calls ``stop``.
+        Run it in a thread that outlives the children (the main one): PR_SET_PDEATHSIG fires when the thread
+        that spawned a child ends, not the process."""
+        while not should_stop():
+            self.check(announce)
+            time.sleep(interval_s)
 
     def stop(self, grace_s: float = 15.0) -> None:
         """api first (no new jobs), then workers, then our Redis (which flushes its AOF on SIGTERM)."""
@@ -155,33 +265,41 @@ class Service:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        for child in self.children.values():
+            child.restart_at = None  # nothing is pending after stop
 
     def alive(self) -> bool:
         procs = [self.api, *self.workers] + ([self.redis] if self.redis else [])
         return all(p is not None and p.poll() is None for p in procs)
 
 
-def serve_forever(settings: Settings, n_workers: int = 1, announce: Callable[[str], None] = print) -> int:
-    """`soundcheck serve`: run until SIGINT/SIGTERM or a child dies; always stop everything."""
+def serve_forever(settings: Settings, n_workers: int = 1,
+                  announce: Callable[[str], None] = functools.partial(print, flush=True)) -> int:
+    """`soundcheck serve`: run and restart children that die until SIGINT/SIGTERM; always stop everything."""
+    if n_workers < 1:
+        raise ServeError("--workers must be at least 1")
     service = Service(settings)
-    stopping = False
+    stopping = started = False
 
     def _on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
+        if not started:  # still starting (loading models can take a while): stop now, not after
+            raise _StopRequested
 
     old = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         service.start(n_workers)
-        announce(f"soundcheck is running at {service.url} (dashboard {service.url}/dashboard/, "
-                 f"API docs {service.url}/docs); Ctrl-C stops it")
-        while not stopping and service.alive():
-            time.sleep(0.2)
-        if not stopping:
-            announce("a soundcheck process exited unexpectedly; stopping the others")
-            return 1
+        started = True
+        announce(f"soundcheck is running at {service.url} with {n_workers} worker{'s' if n_workers > 1 else ''} "
+                 f"(dashboard {service.url}/dashboard/, API docs {service.url}/docs); a process that dies is "
+                 "restarted; Ctrl-C stops all")
+        service.supervise(lambda: stopping, announce)
+        return 0
+    except _StopRequested:
         return 0
     finally:
+        started = True  # a second signal must not interrupt the stop
         service.stop()
         for sig, handler in old.items():
             signal.signal(sig, handler)

@@ -62,6 +62,23 @@ class Settings(BaseSettings):
     )
 
     # --- supervision (serve, restarts, Redis outages) ---
+    restart_backoff_s: float = Field(
+        1.0, gt=0, description="`serve`: wait before the first restart of a child that died; doubles per restart."
+    )
+    restart_backoff_max_s: float = Field(30.0, gt=0, description="`serve`: longest wait between two restarts.")
+    restart_reset_after_s: float = Field(
+        60.0, gt=0, description="`serve`: a child up this long counts as healthy again (its backoff starts over)."
+    )
+    worker_redis_grace_s: float = Field(
+        60.0, ge=0, description="How long a worker's Redis command retries through an outage before it gives up "
+        "(the job in hand is then recorded failed once Redis is back, and RQ retries it if it has retries left; "
+        "the worker process stays up).",
+    )
+    api_redis_timeout_s: float = Field(
+        2.0, gt=0, description="Socket timeout of the api's Redis client: a request fails fast with 503 instead "
+        "of hanging while Redis is down or paused.",
+    )
+    redis_retry_after_s: int = Field(5, gt=0, description="Retry-After (seconds) of the api's 503 while Redis is down.")
 
     # --- jobs (retries, liveness, locks, limits) ---
 

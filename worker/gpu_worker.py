@@ -2,6 +2,10 @@
 
 CUDA does not survive fork, and reloading weights per job would dominate small jobs, so jobs run in the
 worker process itself (SimpleWorker) with the models loaded at start.
+
+A Redis outage never ends the worker process: every command of its connection retries with backoff for
+``SOUNDCHECK_WORKER_REDIS_GRACE_S`` (so a job in hand, its progress writes included, rides out a Redis restart),
+and where RQ's loop would quit on a connection error the worker logs it, waits and carries on.
 """
 
 from __future__ import annotations
@@ -9,13 +13,24 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from rq import SimpleWorker
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+from rq import SimpleWorker, worker_registration
+from rq.job import Job
+from rq.queue import Queue
 from rq.serializers import JSONSerializer
+from rq.utils import now
+from rq.worker import WorkerStatus
 
 from soundcheck.jobstore import ALIVE_KEY, ALIVE_TTL_S, WORKER_MODELS_FIELD
 from soundcheck.queueing import queue
@@ -23,7 +38,52 @@ from soundcheck.settings import Settings, get_settings
 from worker.runtime import Runtime, load_runtime, set_runtime
 
 log = logging.getLogger("soundcheck.worker")
+T = TypeVar("T")
+#: Redis is down, restarting (loading its AOF: BusyLoadingError is a ConnectionError) or paused.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, socket.timeout)
+_said_at = -1e9
+#: Set by any retried Redis command of this process: Redis went away (and may have come back without our
+#: registration, if it had no AOF); the next heartbeat registers again.
+OUTAGE_SEEN = threading.Event()
 
+
+class OutageRetry(Retry):
+    """redis-py retry policy bounded by time, not by count: retry connection errors with capped exponential
+    backoff until ``grace_s`` after the first failure. (A count would multiply when a reconnect inside a retried
+    command retries too; a deadline keeps the whole wait near ``grace_s``.)"""
+
+    def __init__(self, grace_s: float, base_s: float = 0.1, cap_s: float = 2.0) -> None:
+        super().__init__(ExponentialBackoff(cap=cap_s, base=base_s), retries=-1, supported_errors=REDIS_DOWN)
+        self.grace_s = grace_s
+
+    def _say(self, error: Exception) -> None:
+        """One log line per outage (at most every 10 s per process), not one per command or connection."""
+        global _said_at
+        if time.monotonic() - _said_at > 10:
+            _said_at = time.monotonic()
+            log.warning("Redis unreachable (%s: %s); retrying for up to %g s", type(error).__name__, error,
+                        self.grace_s)
+
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any],
+                        is_retryable: Callable[[Exception], bool] | None = None,
+                        with_failure_count: bool = False) -> T:
+        deadline, failures = None, 0
+        while True:
+            try:
+                return do()
+            except self._supported_errors as error:
+                if is_retryable and not is_retryable(error):
+                    raise
+                failures += 1
+                fail(error, failures) if with_failure_count else fail(error)
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.grace_s
+                    OUTAGE_SEEN.set()
+                    self._say(error)
+                if now >= deadline:
+                    raise
+                time.sleep(min(self._backoff.compute(failures), deadline - now))
 
 
 def configure_torch(threads: int) -> None:
@@ -41,11 +101,18 @@ class SoundcheckWorker(SimpleWorker):
     """SimpleWorker holding a :class:`Runtime`; describes its models in its RQ worker hash."""
 
     runtime: Runtime
+    #: RQ's cap on the wait between two dequeue attempts while Redis is down (its default, 60 s, would leave
+    #: the worker idle up to a minute after Redis is back).
+    max_connection_wait_time = 5.0
 
     def __init__(self, *args: Any, runtime: Runtime, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
         super().__init__(*args, **kwargs)
         self.runtime = runtime
+        self._outage = False
+        #: Jobs whose end could not be recorded while Redis was down: settled as failed (RQ retries them if
+        #: they have retries left) once Redis is back, so none stays "started" for ever.
+        self._owed: list[tuple[Job, Queue, Any, str]] = []
 
     def register_birth(self) -> None:
         super().register_birth()
@@ -71,6 +138,115 @@ class SoundcheckWorker(SimpleWorker):
             self._pulse_stop.wait(ALIVE_TTL_S / 4)
 
 
+    # --- Redis outages: where RQ's work loop would quit on a connection error, log it and carry on ---
+
+    @property
+    def dequeue_timeout(self) -> int:
+        """Wake from the blocking dequeue at least every 15 s (RQ: 405 s): the heartbeat after it registers
+        the worker again when Redis came back without its data, within seconds rather than minutes."""
+        return min(super().dequeue_timeout, 15)
+
+    def _redis_down(self, during: str, exc: BaseException) -> None:
+        if not self._outage:
+            log.warning("worker %s: Redis unreachable during %s (%s: %s); waiting for it", self.name, during,
+                        type(exc).__name__, exc)
+        self._outage = True
+
+    def _redis_back(self) -> None:
+        """After an outage: register again (idempotent writes), in case the restarted Redis lost our record."""
+        if OUTAGE_SEEN.is_set():  # ridden out inside redis-py's retries, unseen by RQ's loop
+            OUTAGE_SEEN.clear()
+            self._outage = True
+        if not self._outage:
+            return
+        try:
+            with self.connection.pipeline() as pipe:
+                pipe.hset(self.key, mapping={**self.serialize(), "state": self.get_state(),
+                                             WORKER_MODELS_FIELD: json.dumps(self.runtime.describe())})
+                pipe.hdel(self.key, "death")
+                pipe.expire(self.key, self.worker_ttl + 60)
+                worker_registration.register(self, pipe)
+                pipe.execute()
+        except REDIS_DOWN as exc:
+            self._redis_down("registration", exc)
+            return
+        self._outage = False
+        log.info("worker %s: Redis is back", self.name)
+        while self._owed:
+            job, job_queue, execution, reason = self._owed[0]
+            log.info("worker %s: recording the failure of job %s (%s)", self.name, job.id, reason)
+            job.ended_at = job.ended_at or now()
+            try:  # a retried job is requeued by RQ here; a job whose record already ended keeps that end
+                self.handle_job_failure(job, job_queue, started_job_registry=job_queue.started_job_registry,
+                                        exc_string=reason, execution=execution)
+            except REDIS_DOWN as exc:  # gone again: the next heartbeat after it is back tries again
+                self._redis_down("recording a failure", exc)
+                return
+            self._owed.pop(0)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:  # only queues commands; whoever executes the pipeline handles errors
+            super().heartbeat(timeout, pipeline=pipeline)
+            return
+        try:
+            super().heartbeat(timeout)
+        except REDIS_DOWN as exc:
+            self._redis_down("a heartbeat", exc)
+            return
+        self._redis_back()
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().set_state(state, pipeline=pipeline)
+            return
+        try:
+            super().set_state(state)
+        except REDIS_DOWN as exc:
+            self._state = state
+            self._redis_down("a state change", exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except REDIS_DOWN as exc:
+            self._redis_down("the suspension check", exc)
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()
+        except REDIS_DOWN as exc:
+            self._redis_down("registry maintenance", exc)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """A job whose bookkeeping could not reach Redis even after the grace period stays in RQ's started
+        registry; RQ's cleanup marks it abandoned when its heartbeat lapses (and it is retried from there). The
+        worker itself goes back to the queue."""
+        try:
+            super().execute_job(job, queue)
+        except REDIS_DOWN as exc:
+            log.error("worker %s: lost Redis while running job %s (%s: %s); its failure is recorded when Redis "
+                      "is back", self.name, job.id, type(exc).__name__, exc)
+            execution = next(iter(self.executions.values()), None)
+            self.executions.clear()
+            reason = (f"Redis was unreachable for longer than SOUNDCHECK_WORKER_REDIS_GRACE_S while the job ran "
+                      f"({type(exc).__name__}: {exc})")
+            self._owed.append((job, queue, execution, reason))
+            self._redis_down("a job", exc)
+            self.set_state(WorkerStatus.IDLE)
+
+    def set_shutdown_requested_date(self) -> None:
+        try:  # runs in the SIGTERM handler, inside a running job: must not raise into the job
+            super().set_shutdown_requested_date()
+        except REDIS_DOWN as exc:
+            self._redis_down("the shutdown request", exc)
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        except REDIS_DOWN as exc:  # stopping while Redis is down: nothing to deregister from
+            log.warning("worker %s: could not deregister (%s)", self.name, exc)
+
+
 def build_worker(settings: Settings | None = None, name: str | None = None) -> SoundcheckWorker:
     settings = settings or get_settings()
     configure_torch(settings.effective_threads())
@@ -80,7 +256,8 @@ def build_worker(settings: Settings | None = None, name: str | None = None) -> S
     from soundcheck.gc import start_periodic  # announce embedding keys; gc every SOUNDCHECK_GC_INTERVAL_S
     start_periodic(settings, runtime.embedding_keys.values())
     set_runtime(runtime)
-    redis = Redis.from_url(settings.redis_url)
+    redis = Redis.from_url(settings.redis_url, retry=OutageRetry(settings.worker_redis_grace_s),
+                           health_check_interval=30)
     # one queue per loaded model (jobs that need it), then the shared one (signal-only jobs)
     queues = [queue(redis, settings, model_id) for model_id in runtime.models] + [queue(redis, settings)]
     return SoundcheckWorker(queues, connection=redis, runtime=runtime, name=name)
@@ -91,3 +268,8 @@ def run(burst: bool = False, name: str | None = None) -> None:
     worker = build_worker(name=name)
     log.info("worker %s ready: %s", worker.name, worker.runtime.describe())
     worker.work(burst=burst, logging_level="INFO", with_scheduler=False)
+    if not burst and worker._shutdown_requested_date is None:  # no SIGINT/SIGTERM asked it to stop
+        # RQ's loop ended on an error it does not survive (its log has it): exit non-zero so that
+        # `soundcheck serve` (or systemd, docker) restarts the worker and says why
+        log.error("worker %s: the work loop ended unexpectedly", worker.name)
+        raise SystemExit(1)

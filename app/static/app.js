@@ -61,7 +61,8 @@ async function refreshHealth() {
     $("health-models").dataset.models = models.join(",");
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return;
-    setHealth("health-redis", "bad", "api unreachable", err.message);
+    const redisDown = err instanceof ApiError && err.status === 503 && err.body.redis === false;
+    setHealth("health-redis", "bad", redisDown ? "Redis unreachable" : "api unreachable", err.message);
   }
 }
 

@@ -1,4 +1,6 @@
-"""`soundcheck serve` starts Redis, a worker and the api, and leaves no process behind when stopped."""
+"""`soundcheck serve` starts Redis, a worker and the api, and leaves no process behind when stopped.
+
+Restarts of children that die and Redis outages: test_supervision.py."""
 
 from __future__ import annotations
 
@@ -61,6 +63,14 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen, str]:
     pytest.fail("soundcheck serve did not come up")
 
 
+def test_serve_needs_at_least_one_worker() -> None:
+    done = subprocess.run([sys.executable, "-m", "soundcheck.cli", "serve", "--workers", "0"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "must be at least 1" in done.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
 def test_serve_stops_everything_on_signal(tmp_path: Path, how: signal.Signals) -> None:
     proc, url = _start(tmp_path)
@@ -73,6 +83,7 @@ def test_serve_stops_everything_on_signal(tmp_path: Path, how: signal.Signals) -
     assert not [pid for pid in children if _alive(pid)]
 
 
+@pytest.mark.slow
 def test_serve_killed_hard_leaves_no_orphans(tmp_path: Path) -> None:
     proc, _ = _start(tmp_path)
     children = _children(proc.pid)
@@ -85,3 +96,19 @@ def test_serve_killed_hard_leaves_no_orphans(tmp_path: Path) -> None:
     for pid in leftovers:
         os.kill(pid, signal.SIGKILL)
     assert not leftovers
+
+
+def test_serve_stops_at_once_when_signalled_while_starting(tmp_path: Path) -> None:
+    """SIGTERM while the workers still load their models: stop now, not after they come up."""
+    env = dict(os.environ, SOUNDCHECK_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+               SOUNDCHECK_DATA_DIR=str(tmp_path / "data"), SOUNDCHECK_API_PORT=str(free_port()),
+               SOUNDCHECK_PRELOAD="mel")
+    proc = subprocess.Popen([sys.executable, "-m", "soundcheck.cli", "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(children := _children(proc.pid)) < 2 and time.monotonic() < deadline:  # Redis and a worker
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    time.sleep(0.5)
+    assert not [pid for pid in children if _alive(pid)]
