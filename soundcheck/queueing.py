@@ -29,7 +29,7 @@ log = logging.getLogger("soundcheck.queueing")
 FAILURE_CALLBACK = "soundcheck.queueing.on_job_failure"
 #: A record without its RQ job is "vanished" only after this long.
 ENQUEUE_GRACE_S = 30.0
-_WORKER_FIELDS = ("name", "state", "hostname", "last_heartbeat", "death", WORKER_MODELS_FIELD)
+_WORKER_FIELDS = ("state", "hostname", "last_heartbeat", "death", WORKER_MODELS_FIELD)
 
 
 def queue(redis: Redis, settings: Settings, model: str | None = None) -> Queue:
@@ -63,11 +63,12 @@ def live_workers(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
     for key in keys:
         pipe.hmget(key, *_WORKER_FIELDS)
     out = []
-    for name, state, hostname, last_heartbeat, death, models in pipe.execute():
-        if name is None or not _alive(last_heartbeat, death):
+    prefix = len(Worker.redis_worker_namespace_prefix)
+    for key, (state, hostname, last_heartbeat, death, models) in zip(keys, pipe.execute(), strict=True):
+        if not _alive(last_heartbeat, death):
             continue
         info = json.loads(models) if models else {}
-        out.append({"name": name.decode(), "state": state.decode() if state else None,
+        out.append({"name": key[prefix:], "state": state.decode() if state else None,
                     "hostname": hostname.decode() if hostname else None, **info})
     return out
 

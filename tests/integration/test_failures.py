@@ -35,15 +35,20 @@ class Deployment:
 
 def _start_worker(settings: Settings, log: Path) -> subprocess.Popen:
     env = dict(Service(settings).env(), SOUNDCHECK_PRELOAD="mel",
-               SOUNDCHECK_JOB_TIMEOUT_S=str(settings.job_timeout_s))
+               SOUNDCHECK_JOB_TIMEOUT_S=str(settings.job_timeout_s),
+               SOUNDCHECK_JOB_MAX_ATTEMPTS=str(settings.job_max_attempts),
+               SOUNDCHECK_WORKER_HEARTBEAT_TTL_S=str(settings.worker_heartbeat_ttl_s),
+               SOUNDCHECK_MAINTENANCE_INTERVAL_S=str(settings.maintenance_interval_s))
     return spawn([sys.executable, "-m", "worker"], env, log)
 
 
 @pytest.fixture()
 def deployment(redis_server: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Deployment]:
-    """A worker process of our own on its own queue, and the api in-process; both on our test Redis."""
-    timeout = getattr(request, "param", 600)
-    settings = make_settings(redis_server, tmp_path, job_timeout_s=timeout)
+    """A worker process of our own on its own queue, and the api in-process; both on our test Redis. A dead
+    worker is noticed within ~6 s here (heartbeat TTL 6 s, maintenance every second)."""
+    overrides = {"job_timeout_s": 600, "worker_heartbeat_ttl_s": 6, "maintenance_interval_s": 1.0,
+                 **getattr(request, "param", {})}
+    settings = make_settings(redis_server, tmp_path, **overrides)
     worker = _start_worker(settings, tmp_path / "worker.log")
     with TestClient(create_app(settings)) as api:
         try:
@@ -72,11 +77,12 @@ def _sets(api: TestClient, salt: float) -> tuple[str, str]:
     return ref, cand
 
 
-def _wait(api: TestClient, job_id: str, until: set[str], timeout: float = 60, stage: str = "") -> dict:
+def _wait(api: TestClient, job_id: str, until: set[str], timeout: float = 60, stage: str = "",
+          attempts: int = 0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         view = api.get(f"/v1/jobs/{job_id}").json()
-        if view["status"] in until and stage in view["progress"]["stage"]:
+        if view["status"] in until and stage in view["progress"]["stage"] and view["attempts"] >= attempts:
             return view
         time.sleep(0.2)
     pytest.fail(f"job {job_id} still {view['status']} ({view['progress']}) after {timeout} s")
@@ -89,19 +95,86 @@ def _hold_reference_lock(d: Deployment, ref: str):
     return lock
 
 
-def test_killed_worker_turns_its_job_failed(deployment: Deployment) -> None:
+def _kill(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_killed_worker_job_is_retried_and_finishes_on_the_next_worker(deployment: Deployment, tmp_path: Path) -> None:
     ref, cand = _sets(deployment.api, salt=1.0)
+    lock = _hold_reference_lock(deployment, ref)  # parks the job at "waiting for the reference"
+    job = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand}).json()
+    first = _wait(deployment.api, job["id"], {"running"}, stage="waiting")
+    assert first["attempts"] == 1
+    _kill(deployment.worker)
+    second = _start_worker(deployment.settings, tmp_path / "worker2.log")
+    try:
+        again = _wait(deployment.api, job["id"], {"running"}, timeout=90, stage="waiting", attempts=2)
+        assert again["attempts"] == 2 and again["worker"] != first["worker"]
+        lock.release()
+        done = _wait(deployment.api, job["id"], {"finished", "failed"}, timeout=60)
+        assert done["status"] == "finished", done["error"]
+        assert done["attempts"] == 2
+        retried = [w for w in done["result"]["warnings"] if w.startswith("retried:")]
+        assert len(retried) == 1 and first["worker"] in retried[0] and "stopped responding" in retried[0]
+    finally:
+        _stop(second)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("deployment", [{"job_max_attempts": 2}], indirect=True)
+def test_job_fails_naming_its_attempts_when_every_worker_dies(deployment: Deployment, tmp_path: Path) -> None:
+    ref, cand = _sets(deployment.api, salt=5.0)
+    lock = _hold_reference_lock(deployment, ref)
+    job = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand}).json()
+    first = _wait(deployment.api, job["id"], {"running"}, stage="waiting")
+    _kill(deployment.worker)
+    second = _start_worker(deployment.settings, tmp_path / "worker2.log")
+    third = None
+    try:
+        again = _wait(deployment.api, job["id"], {"running"}, timeout=90, stage="waiting", attempts=2)
+        assert again["attempts"] == 2
+        _kill(second)
+        third = _start_worker(deployment.settings, tmp_path / "worker3.log")  # its maintenance finds it
+        failed = _wait(deployment.api, job["id"], {"failed", "finished"}, timeout=90)
+        assert failed["status"] == "failed" and failed["attempts"] == 2
+        assert "attempted 2 times" in failed["error"] and "SOUNDCHECK_JOB_MAX_ATTEMPTS=2" in failed["error"]
+        assert first["worker"] in failed["error"] and again["worker"] in failed["error"]
+        assert "submit it again" in failed["error"]
+    finally:
+        lock.release()
+        _stop(second)
+        if third is not None:
+            _stop(third)
+
+
+@pytest.mark.slow
+def test_canceled_job_whose_worker_died_is_not_retried(deployment: Deployment, tmp_path: Path) -> None:
+    ref, cand = _sets(deployment.api, salt=6.0)
     lock = _hold_reference_lock(deployment, ref)
     job = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand}).json()
     _wait(deployment.api, job["id"], {"running"}, stage="waiting")
-    os.kill(deployment.worker.pid, signal.SIGKILL)
-    deployment.worker.wait()
-    failed = _wait(deployment.api, job["id"], {"failed"}, timeout=45)
-    assert "stopped responding" in failed["error"] and "submit it again" in failed["error"]
-    lock.release()
+    os.kill(deployment.worker.pid, signal.SIGSTOP)  # frozen: it cannot see the cancel, then dies
+    assert deployment.api.delete(f"/v1/jobs/{job['id']}").status_code == 202
+    _kill(deployment.worker)
+    second = _start_worker(deployment.settings, tmp_path / "worker2.log")
+    try:
+        failed = _wait(deployment.api, job["id"], {"failed", "finished"}, timeout=90)
+        assert failed["status"] == "failed" and failed["error"] == "canceled on request"
+        assert failed["attempts"] == 1
+    finally:
+        lock.release()
+        _stop(second)
 
 
-@pytest.mark.parametrize("deployment", [3], indirect=True)
+@pytest.mark.parametrize("deployment", [{"job_timeout_s": 3}], indirect=True)
 def test_job_over_the_time_limit_fails_with_the_limit(deployment: Deployment) -> None:
     ref, cand = _sets(deployment.api, salt=2.0)
     lock = _hold_reference_lock(deployment, ref)
