@@ -22,7 +22,7 @@ from soundcheck.serve import Service, spawn, wait_until
 from soundcheck.settings import Settings
 from tests.api.conftest import tone, wav_bytes
 from tests.conftest import make_settings
-from worker.stats_cache import LOCK_KEY
+from worker.stats_cache import LOCK_KEY, LOCK_TTL_S
 
 
 @dataclass
@@ -88,8 +88,12 @@ def _wait(api: TestClient, job_id: str, until: set[str], timeout: float = 60, st
     pytest.fail(f"job {job_id} still {view['status']} ({view['progress']}) after {timeout} s")
 
 
+def _stats_key(ref: str) -> str:
+    return reference_stats_key(ref, embedding_key(embedding_provenance(load("mel", Path("/x")).provenance())))
+
+
 def _hold_reference_lock(d: Deployment, ref: str):
-    key = reference_stats_key(ref, embedding_key(embedding_provenance(load("mel", Path("/x")).provenance())))
+    key = _stats_key(ref)
     lock = d.redis.lock(LOCK_KEY.format(key), timeout=120)
     assert lock.acquire(blocking=False)
     return lock
@@ -174,6 +178,36 @@ def test_canceled_job_whose_worker_died_is_not_retried(deployment: Deployment, t
         _stop(second)
 
 
+_HOLDER = """
+import sys, time
+from redis import Redis
+from worker.stats_cache import StatsCache
+with StatsCache(Redis.from_url(sys.argv[1])).lock(sys.argv[2]) as held:
+    print("held" if held else "not held", flush=True)
+    time.sleep(3600)
+"""
+
+
+@pytest.mark.slow
+def test_lock_of_a_killed_holder_delays_the_next_job_by_at_most_its_ttl(deployment: Deployment) -> None:
+    ref, cand = _sets(deployment.api, salt=7.0)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, deployment.settings.redis_url, _stats_key(ref)],
+                              stdout=subprocess.PIPE, text=True, env=Service(deployment.settings).env())
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        job = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand}).json()
+        _wait(deployment.api, job["id"], {"running"}, stage="waiting")
+        time.sleep(LOCK_TTL_S * 0.5)  # the holder's thread keeps the lock past its TTL while it lives
+        assert _wait(deployment.api, job["id"], {"running"})["progress"]["stage"].startswith("waiting")
+        _kill(holder)
+        killed = time.monotonic()
+        done = _wait(deployment.api, job["id"], {"finished", "failed"}, timeout=LOCK_TTL_S + 30)
+        assert done["status"] == "finished", done["error"]
+        assert time.monotonic() - killed < LOCK_TTL_S + 10
+    finally:
+        _stop(holder)
+
+
 @pytest.mark.parametrize("deployment", [{"job_timeout_s": 3}], indirect=True)
 def test_job_over_the_time_limit_fails_with_the_limit(deployment: Deployment) -> None:
     ref, cand = _sets(deployment.api, salt=2.0)
@@ -223,3 +257,29 @@ def test_cancel_stops_a_running_job_and_a_queued_one(deployment: Deployment) -> 
     assert failed["error"] == "canceled on request"
     assert deployment.api.delete(f"/v1/jobs/{running['id']}").status_code == 409
     lock.release()
+
+
+def _upload_dir(api: TestClient, root: Path) -> str:
+    files = [("files", (str(p.relative_to(root)), p.read_bytes())) for p in sorted(root.rglob("*.wav"))]
+    response = api.post("/v1/datasets", files=files)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+@pytest.mark.slow
+def test_cancel_in_the_metric_stage_ends_the_job_within_5_s(deployment: Deployment,
+                                                             example_sets: tuple[Path, Path]) -> None:
+    ref, cand = (_upload_dir(deployment.api, root) for root in example_sets)
+    job = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand, "metrics": ["fad", "kad", "prdc"],
+                                                "options": {"bootstrap": 10000}}).json()
+    running = _wait(deployment.api, job["id"], {"running"}, timeout=120, stage="computing")
+    asked = time.monotonic()
+    assert deployment.api.delete(f"/v1/jobs/{job['id']}").status_code == 202
+    failed = _wait(deployment.api, job["id"], {"failed", "finished"}, timeout=60)
+    took = time.monotonic() - asked
+    assert failed["status"] == "failed" and failed["error"] == "canceled on request", running["progress"]
+    assert took < 5.0, f"cancel took {took:.1f} s in stage {running['progress']['stage']!r}"
+    # the worker is free again at once
+    ok = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand,
+                                               "options": {"bootstrap": 0}}).json()
+    assert _wait(deployment.api, ok["id"], {"finished", "failed"}, timeout=60)["status"] == "finished"

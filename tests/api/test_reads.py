@@ -1,0 +1,44 @@
+"""Reading jobs is cheap and pure: one Redis round trip per GET of a job, and no write at all."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from redis import Redis
+
+from soundcheck.jobstore import JobStore
+from tests.api.conftest import tone, wav_bytes
+
+
+def _commandstats(redis: Redis) -> dict[str, int]:
+    return {name.removeprefix("cmdstat_"): stats["calls"] for name, stats in redis.info("commandstats").items()}
+
+
+def _write_commands(redis: Redis, names: list[str]) -> list[str]:
+    """The commands Redis itself flags as writes (COMMAND INFO), not a list of ours."""
+    info = redis.execute_command("COMMAND", "INFO", *names)  # redis-py parses it into {name: {"flags": ...}}
+    return [name for name in names if "write" in info.get(name, {}).get("flags", [])]
+
+
+def test_get_and_list_of_jobs_never_write_and_take_one_round_trip(api: TestClient, redis_db: Redis) -> None:
+    ds = api.post("/v1/datasets", files=[("files", ("a.wav", wav_bytes(tone(1.0))))]).json()["id"]
+    queued = api.post("/v1/jobs", json={"reference": ds, "candidate": ds}).json()["id"]
+    done = api.post("/v1/jobs", json={"reference": ds, "candidate": ds}).json()["id"]
+    store = JobStore(redis_db)
+    store.start(done, "w1")
+    store.finish(done, {"metrics": {"fad": {"value": 1.5}}})
+    running = api.post("/v1/jobs", json={"reference": ds, "candidate": ds}).json()["id"]
+    store.start(running, "a-worker-that-never-existed")  # no live worker: a GET must not "reconcile" it
+    before = _commandstats(redis_db)
+    for _ in range(20):
+        for job_id in (queued, done, running):
+            assert api.get(f"/v1/jobs/{job_id}").status_code == 200
+    listed = api.get("/v1/jobs").json()
+    after = _commandstats(redis_db)
+    changed = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
+    changed.pop("info", None)  # our own measurement
+    assert _write_commands(redis_db, ["get", "set", "zadd"]) == ["set", "zadd"]  # the detector detects
+    assert _write_commands(redis_db, sorted(changed)) == [], changed
+    assert changed.get("mget") == 60 + 1, changed  # one MGET per GET of a job, one for the list
+    assert api.get(f"/v1/jobs/{done}").json()["result"] == {"metrics": {"fad": {"value": 1.5}}}
+    assert api.get(f"/v1/jobs/{running}").json()["status"] == "running"
+    assert {j["id"] for j in listed} == {queued, done, running} and all(j["result"] is None for j in listed)

@@ -1,0 +1,56 @@
+"""The pieces that keep jobs alive or end them, on a real Redis: lock refresh, vanished-job reconciliation."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from redis import Redis
+
+from soundcheck.jobspec import JobCreate
+from soundcheck.jobstore import JOB_KEY, OPEN_JOBS, JobStore
+from soundcheck.queueing import reconcile_open_jobs, worker_alive
+from worker.stats_cache import LOCK_KEY, StatsCache
+
+
+def test_held_lock_outlives_its_ttl_and_is_gone_after_release(redis_db: Redis) -> None:
+    cache = StatsCache(redis_db, lock_timeout_s=1.5)
+    other = redis_db.lock(LOCK_KEY.format("ref"), timeout=10)
+    with cache.lock("ref") as held:
+        assert held
+        for _ in range(8):  # 4 s: well past the 1.5 s TTL
+            time.sleep(0.5)
+            assert 0 < redis_db.pttl(LOCK_KEY.format("ref")) <= 1500
+            assert not other.acquire(blocking=False)
+    assert not redis_db.exists(LOCK_KEY.format("ref"))
+    assert other.acquire(blocking=False)
+
+
+def test_waiter_takes_a_lock_whose_holder_stopped_refreshing(redis_db: Redis) -> None:
+    redis_db.set(LOCK_KEY.format("ref"), "a-dead-holder", px=1200)  # what a SIGKILLed holder leaves
+    started = time.monotonic()
+    waits = []
+    with StatsCache(redis_db).lock("ref", on_wait=lambda: waits.append(1)) as held:
+        assert held
+    assert time.monotonic() - started < 3.0 and waits
+
+
+def test_queued_record_whose_rq_job_vanished_is_failed_by_maintenance(redis_db: Redis) -> None:
+    store = JobStore(redis_db)
+    spec = JobCreate(reference="a" * 64, candidate="b" * 64)
+    old, fresh = store.create("old", spec), store.create("fresh", spec)
+    assert old.status == fresh.status == "queued"
+    aged = store.get("old", with_result=False).model_copy(update={"created_at": datetime.now(UTC) - timedelta(60)})
+    redis_db.set(JOB_KEY.format("old"), aged.model_dump_json())
+    assert reconcile_open_jobs(redis_db) == 1
+    failed = store.get("old")
+    assert failed.status == "failed" and "vanished" in failed.error and "submit it again" in failed.error
+    assert store.get("fresh").status == "queued"  # within the grace period: maybe being enqueued now
+    assert {m.decode() for m in redis_db.smembers(OPEN_JOBS)} == {"fresh"}
+
+
+def test_worker_is_alive_while_its_rq_hash_beats(redis_db: Redis) -> None:
+    redis_db.hset("rq:worker:w1", mapping={"last_heartbeat": "2026-01-01T00:00:00Z"})
+    redis_db.hset("rq:worker:w2", mapping={"last_heartbeat": "2026-01-01T00:00:00Z", "death": "x"})
+    assert worker_alive(redis_db, "w1")
+    assert not worker_alive(redis_db, "w2") and not worker_alive(redis_db, "w3")
