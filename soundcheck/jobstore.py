@@ -79,7 +79,7 @@ class JobStore:
         return [JobView.model_validate_json(r) for r in raws if r is not None]
 
     def _update(self, job_id: str, change: Callable[[JobView], dict[str, Any]] | None = None,
-                **fields: Any) -> JobView | None:
+                when: Callable[[JobView], bool] | None = None, **fields: Any) -> JobView | None:
         """Atomic read-modify-write (WATCH/MULTI); a finished or failed record never changes again, so a
         late progress write or a reconciliation can never overwrite the final state. Returns the new view,
         or None when nothing was written."""
@@ -92,7 +92,7 @@ class JobStore:
                     if raw is None:
                         return None
                     view = JobView.model_validate_json(raw)
-                    if view.status in TERMINAL:
+                    if view.status in TERMINAL or (when is not None and not when(view)):
                         return None
                     new = view.model_copy(update={**(change(view) if change else {}), **fields})
                     pipe.multi()
@@ -118,8 +118,13 @@ class JobStore:
     def attempt_notes(self, job_id: str) -> list[str]:
         return [_text(n) for n in self.redis.lrange(ATTEMPTS_KEY.format(job_id), 0, -1)]
 
-    def progress(self, job_id: str, done: int, total: int, stage: str) -> None:
-        self._update(job_id, progress=Progress(done=done, total=total, stage=stage))
+    def progress(self, job_id: str, done: int, total: int, stage: str, attempt: int | None = None) -> bool:
+        """Write progress; with ``attempt``, only while that attempt is the running one. False when nothing
+        was written: the job ended, or (with ``attempt``) another attempt took it over."""
+        def current(view: JobView) -> bool:
+            return attempt is None or (view.status == "running" and view.attempts == attempt)
+
+        return self._update(job_id, when=current, progress=Progress(done=done, total=total, stage=stage)) is not None
 
     def finish(self, job_id: str, result: dict[str, Any]) -> None:
         self.redis.set(RESULT_KEY.format(job_id), json.dumps(result, allow_nan=False))

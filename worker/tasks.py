@@ -30,7 +30,7 @@ from soundcheck.evaluation import (
     ndb_samples,
 )
 from soundcheck.jobspec import SIGNAL_METRICS, DatasetView, JobCreate
-from soundcheck.jobstore import CANCEL_KEY, CANCELED, JobStore
+from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
 from soundcheck.metrics import GaussianStats
 from soundcheck.metrics.coverage import NdbBins
 from soundcheck.pipeline import FILES_PER_CHUNK, InputChanged, chunks, embed_files, load_wave
@@ -51,6 +51,11 @@ class JobCanceled(RuntimeError):
     """DELETE /v1/jobs/{id} asked this job to stop."""
 
 
+class Superseded(RuntimeError):
+    """This attempt was taken for dead (no heartbeat for the TTL: a frozen process, a long Redis outage) and
+    the job was given to another attempt; this one stops without touching the record."""
+
+
 #: Errors that are the input's fault: the job fails with this message, the worker carries on.
 USER_ERRORS = (audio.AudioError, MetricInputError, InputChanged, ModelUnavailable, DatasetError, JobCanceled)
 #: Metrics that need only the reference's Gaussian statistics, not its frames.
@@ -61,8 +66,9 @@ class CancelWatch:
     """Polls the job's cancel key from a thread, so checking for a cancel in the job's hot loops costs no Redis
     round trip (one EXISTS every ``interval_s`` per running job, whatever the job does)."""
 
-    def __init__(self, redis: Redis, job_id: str, interval_s: float = 0.5) -> None:
+    def __init__(self, redis: Redis, job_id: str, attempt: int | None = None, interval_s: float = 0.5) -> None:
         self.redis, self.key, self.interval_s = redis, CANCEL_KEY.format(job_id), interval_s
+        self.attempt = attempt
         self.canceled = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="soundcheck-cancel", daemon=True)
@@ -134,7 +140,12 @@ class Reporter:
         if not force and now - self._last < self.interval_s:
             return
         self._last = now
-        self.store.progress(self.job_id, self.done, self.total, self.stage)
+        attempt = self.watch.attempt if self.watch is not None else None
+        if not self.store.progress(self.job_id, self.done, self.total, self.stage, attempt=attempt):
+            view = self.store.get(self.job_id, with_result=False)
+            if view is not None and view.status not in TERMINAL and attempt is not None:
+                raise Superseded(f"attempt {attempt} of job {self.job_id} was superseded (now {view.status}, "
+                                 f"attempt {view.attempts})")
         if self.rq_job is not None:
             self.rq_job.meta["progress"] = {"done": self.done, "total": self.total, "stage": self.stage}
             self.rq_job.save_meta()
@@ -156,11 +167,15 @@ def evaluate(job_id: str, spec_json: dict[str, Any]) -> dict[str, Any]:
         store.fail(job_id, CANCELED)
         return {"job": job_id, "status": "failed", "error": CANCELED}
     worker = rq_job.worker_name if rq_job is not None and rq_job.worker_name else "local"
-    if store.start(job_id, worker=worker) is None:
+    started = store.start(job_id, worker=worker)
+    if started is None:
         return {"job": job_id, "status": "skipped", "error": "the job record is gone or already final"}
     try:
-        with CancelWatch(redis, job_id) as _watch:
+        with CancelWatch(redis, job_id, started.attempts) as _watch:
             result = run_job(redis, job_id, JobCreate.model_validate(spec_json), store)
+    except Superseded as exc:
+        log.warning("%s; stopping", exc)
+        return {"job": job_id, "status": "superseded"}
     except USER_ERRORS as exc:
         log.info("job %s failed: %s", job_id, exc)
         store.fail(job_id, str(exc))

@@ -54,3 +54,18 @@ def test_worker_is_alive_while_its_rq_hash_beats(redis_db: Redis) -> None:
     redis_db.hset("rq:worker:w2", mapping={"last_heartbeat": "2026-01-01T00:00:00Z", "death": "x"})
     assert worker_alive(redis_db, "w1")
     assert not worker_alive(redis_db, "w2") and not worker_alive(redis_db, "w3")
+
+
+def test_progress_of_a_superseded_attempt_is_refused(redis_db: Redis) -> None:
+    store = JobStore(redis_db)
+    store.create("j", JobCreate(reference="a" * 64, candidate="b" * 64))
+    assert store.start("j", "w1").attempts == 1
+    assert store.progress("j", 1, 4, "embedding", attempt=1)
+    store.requeue("j", "attempt 1 on worker w1 ended without a result")
+    assert not store.progress("j", 2, 4, "embedding", attempt=1)  # queued again: attempt 1 is over
+    assert store.start("j", "w2").attempts == 2
+    assert not store.progress("j", 3, 4, "embedding", attempt=1)
+    assert store.progress("j", 3, 4, "embedding", attempt=2)
+    view = store.get("j")
+    assert view.worker == "w2" and view.progress.done == 3
+    assert store.attempt_notes("j") == ["attempt 1 on worker w1 ended without a result"]
