@@ -16,12 +16,14 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import RedisError
-from rq import Queue, SimpleWorker
+from rq import Queue, SimpleWorker, worker_registration
 from rq.executions import Execution
 from rq.job import Job
 from rq.registry import StartedJobRegistry
+from rq.registry import clean_registries as rq_clean_registries
 from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty
+from rq.utils import now
 
 from soundcheck.jobstore import MAINTENANCE_KEY, WORKER_MODELS_FIELD
 from soundcheck.queueing import queue, reconcile_open_jobs
@@ -136,6 +138,16 @@ class SoundcheckWorker(SimpleWorker):
         """One worker per interval and task (the key expires on its own; a dead worker cannot hold it)."""
         ms = max(100, int(self.maintenance_interval_s * 900))
         return bool(self.connection.set(MAINTENANCE_KEY.format(what), self.name, nx=True, px=ms))
+
+    def clean_registries(self) -> None:
+        """RQ's own periodic maintenance (main loop, every 10 min), under the same turn key as the pulse's
+        cleanup, so two workers (or a worker's two threads) never retry one abandoned job twice."""
+        for q in self.queues:
+            if self._maintenance_turn(f"queue:{q.name}"):
+                rq_clean_registries(q, self._exc_handlers)
+                worker_registration.clean_worker_registry(q)
+                q.intermediate_queue.cleanup(self, q)
+        self.last_cleaned_at = now()
 
     def find_abandoned_jobs(self) -> None:
         """RQ's abandoned-job handling on our queues (retry or fail), then reconcile open job records."""
