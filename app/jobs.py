@@ -80,6 +80,11 @@ def get_job(redis: Redis, settings: Settings, job_id: str) -> JobView | None:
     return JobStore(redis).get(job_id)
 
 
+def get_job_json(redis: Redis, job_id: str) -> bytes | None:
+    """:func:`get_job` as the JSON body the api sends (no model round trip): the hot path of polling clients."""
+    return JobStore(redis).get_json(job_id)
+
+
 def list_jobs(redis: Redis, settings: Settings, limit: int = 50) -> list[JobView]:
     """Recent jobs, newest first (records only, no results): two reads."""
     return JobStore(redis).list(limit)

@@ -7,6 +7,10 @@ and then GET /v1/health, and POSTs jobs at a bounded total rate (``--post-rate``
 submits a few jobs, it does not flood). Reports p50/p99 and errors per endpoint against the targets.
 
     .venv/bin/python benchmarks/bench_load.py [--clients 50] [--seconds 30] [--post-rate 10] [--smoke]
+        [--peer-root /path/to/other/checkout --rounds 3]
+
+With ``--peer-root`` the same load also runs against another checkout's code (e.g. main before this change),
+interleaved ours/peer for ``--rounds`` rounds, and the p99 ratios ours/peer are printed (medians over rounds).
 """
 
 from __future__ import annotations
@@ -111,7 +115,9 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def _deploy(root: Path) -> Service:
+def _deploy(root: Path, code_root: str | None = None) -> Service:
+    if code_root is not None:  # the children (uvicorn, worker) import this checkout's code
+        os.environ["PYTHONPATH"] = code_root
     settings = Settings(redis_url=f"redis://127.0.0.1:{_free_port()}/0", data_dir=root / "data",
                         model_dir=root / "models", api_port=_free_port(), queue_name="bench-load")
     os.environ["SOUNDCHECK_PRELOAD"] = "mel"  # the worker inherits it: a light model, quick to start
@@ -120,17 +126,9 @@ def _deploy(root: Path) -> Service:
     return Service(settings).start(n_workers=1, quiet=True)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--post-rate", type=float, default=10.0, help="POST /v1/jobs per second, all clients")
-    parser.add_argument("--smoke", action="store_true", help="a few seconds, 10 clients")
-    args = parser.parse_args()
-    if args.smoke:
-        args.clients, args.seconds, args.post_rate = min(args.clients, 10), 3.0, min(args.post_rate, 5.0)
+def _measure(args: argparse.Namespace, code_root: str | None) -> tuple[Stats, bool]:
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
-        service = _deploy(Path(tmp))
+        service = _deploy(Path(tmp), code_root)
         try:
             with httpx.Client(base_url=service.url, timeout=60.0) as http:
                 ids = []
@@ -153,21 +151,56 @@ def main() -> int:
                 still_busy = http.get(f"/v1/jobs/{busy['id']}").json()["status"] == "running"
         finally:
             service.stop()
-    print(f"load: {args.clients} clients, {args.seconds:.0f} s, POST rate {args.post_rate:g}/s, "
+    return stats, still_busy
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--post-rate", type=float, default=10.0, help="POST /v1/jobs per second, all clients")
+    parser.add_argument("--peer-root", default=None, help="another checkout to measure the same way")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds when --peer-root is given")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds, 10 clients")
+    args = parser.parse_args()
+    if args.smoke:
+        args.clients, args.seconds, args.post_rate = min(args.clients, 10), 3.0, min(args.post_rate, 5.0)
+        args.peer_root = None
+    ours_root = str(Path(__file__).resolve().parents[1])
+    rounds = args.rounds if args.peer_root else 1
+    ours: list[Stats] = []
+    peers: list[Stats] = []
+    still_busy = True
+    for _ in range(rounds):
+        stats, busy = _measure(args, ours_root)
+        ours.append(stats)
+        still_busy &= busy
+        if args.peer_root:
+            peers.append(_measure(args, args.peer_root)[0])
+    print(f"load: {args.clients} clients, {args.seconds:.0f} s, POST rate {args.post_rate:g}/s, rounds {rounds}, "
           f"worker busy throughout: {still_busy}, cores: {os.cpu_count()}, "
           f"load average: {os.getloadavg()[0]:.1f}")
     all_ok = True
     for name, target in TARGETS_MS.items():
-        lat = stats.latencies_ms[name]
-        p50, p99 = _percentile(lat, 50), _percentile(lat, 99)
-        ok = p99 < target and stats.errors[name] == 0
+        p99s = [_percentile(s.latencies_ms[name], 99) for s in ours]
+        p50s = [_percentile(s.latencies_ms[name], 50) for s in ours]
+        p99, p50 = float(np.median(p99s)), float(np.median(p50s))
+        n = sum(len(s.latencies_ms[name]) for s in ours)
+        errors = sum(s.errors[name] for s in ours)
+        ok = p99 < target and errors == 0
         all_ok &= ok
         print(f"{name} p99: ours={p99:.1f} ms, limit={target:.0f} ms, ratio={p99 / target:.2f}, target=<1, "
-              f"{'ok' if p99 < target else 'short'} (p50 {p50:.1f} ms, {len(lat)} requests, "
-              f"{len(lat) / args.seconds:.0f}/s)")
-        print(f"{name} errors: ours={stats.errors[name]}, limit=0, target=0, "
-              f"{'ok' if stats.errors[name] == 0 else 'short'}")
-    for example in stats.examples:
+              f"{'ok' if p99 < target else 'short'} (p50 {p50:.1f} ms, {n} requests, "
+              f"{n / (args.seconds * rounds):.0f}/s)")
+        print(f"{name} errors: ours={errors}, limit=0, target=0, {'ok' if errors == 0 else 'short'}")
+        if peers:
+            peer_p99 = float(np.median([_percentile(s.latencies_ms[name], 99) for s in peers]))
+            peer_n = sum(len(s.latencies_ms[name]) for s in peers)
+            peer_errors = sum(s.errors[name] for s in peers)
+            print(f"{name} p99 vs peer: ours={p99:.1f} ms, peer={peer_p99:.1f} ms, ratio={p99 / peer_p99:.2f}, "
+                  f"target=<1, {'ok' if p99 < peer_p99 else 'short'} (peer {peer_n} requests, "
+                  f"{peer_errors} errors)")
+    for example in [e for s in ours for e in s.examples][:5]:
         print("  error:", example)
     return 0 if all_ok else 1
 

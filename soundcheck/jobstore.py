@@ -51,7 +51,7 @@ class JobStore:
         """Write a new record; with ``pipeline`` the caller executes it (with the RQ enqueue, atomically)."""
         view = JobView(id=job_id, status="queued", spec=spec, progress=Progress(), created_at=_now())
         pipe = pipeline if pipeline is not None else self.redis.pipeline()
-        pipe.set(JOB_KEY.format(job_id), view.model_dump_json(exclude={"result"}))
+        pipe.set(JOB_KEY.format(job_id), view.model_dump_json(exclude={"result"}, by_alias=True))
         pipe.zadd(JOB_INDEX, {job_id: view.created_at.timestamp()})  # type: ignore[union-attr]
         pipe.sadd(OPEN_JOBS, job_id)
         if pipeline is None:
@@ -70,6 +70,15 @@ class JobStore:
         if view.status == "finished":  # the result is written before the record turns finished
             view.result = json.loads(result) if result else None
         return view
+
+    def get_json(self, job_id: str) -> bytes | None:
+        """The JobView of GET /v1/jobs/{id} as JSON bytes, spliced from the stored record and result without
+        parsing either into models (a finished job's result can be large): one MGET, no write."""
+        raw, result = self.redis.mget(JOB_KEY.format(job_id), RESULT_KEY.format(job_id))
+        if raw is None:
+            return None
+        finished = json.loads(raw).get("status") == "finished" and result is not None
+        return raw.rstrip()[:-1] + b',"result":' + (result if finished else b"null") + b"}"
 
     def get_many(self, job_ids: list[str]) -> list[JobView]:
         """Records without results, in the order asked, missing ones left out: one MGET."""
@@ -96,7 +105,7 @@ class JobStore:
                         return None
                     new = view.model_copy(update={**(change(view) if change else {}), **fields})
                     pipe.multi()
-                    pipe.set(key, new.model_dump_json(exclude={"result"}))
+                    pipe.set(key, new.model_dump_json(exclude={"result"}, by_alias=True))
                     if new.status in TERMINAL:
                         pipe.srem(OPEN_JOBS, job_id)
                     pipe.execute()

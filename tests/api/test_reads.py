@@ -42,3 +42,22 @@ def test_get_and_list_of_jobs_never_write_and_take_one_round_trip(api: TestClien
     assert api.get(f"/v1/jobs/{done}").json()["result"] == {"metrics": {"fad": {"value": 1.5}}}
     assert api.get(f"/v1/jobs/{running}").json()["status"] == "running"
     assert {j["id"] for j in listed} == {queued, done, running} and all(j["result"] is None for j in listed)
+
+
+def test_get_body_is_the_job_view_of_the_stored_record(api: TestClient, redis_db: Redis) -> None:
+    from soundcheck.jobspec import JobView
+
+    ds = api.post("/v1/datasets", files=[("files", ("a.wav", wav_bytes(tone(1.0))))]).json()["id"]
+    ids = [api.post("/v1/jobs", json={"reference": ds, "candidate": ds}).json()["id"] for _ in range(3)]
+    store = JobStore(redis_db)
+    store.start(ids[1], "w1")
+    store.start(ids[2], "w1")
+    store.finish(ids[2], {"metrics": {"fad": {"value": 2.25, "interval": None}}, "warnings": ["é ✓"]})
+    for job_id in ids:
+        response = api.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        assert JobView.model_validate(response.json()) == store.get(job_id)
+        assert response.json() == store.get(job_id).model_dump(mode="json", by_alias=True)
+    assert api.get(f"/v1/jobs/{ids[2]}").json()["result"]["warnings"] == ["é ✓"]
+    missing = api.get("/v1/jobs/" + "0" * 32)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
