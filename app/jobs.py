@@ -15,7 +15,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from soundcheck.datastore import ManifestStore
+from soundcheck.datastore import DATASET_KEY, ManifestStore
 from soundcheck.embeddings.registry import SPECS
 from soundcheck.jobspec import CLASS_PROB_METRICS, SIGNAL_METRICS, JobCreate, JobView
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
@@ -53,8 +53,12 @@ def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
 
 def create_job(redis: Redis, settings: Settings, spec: JobCreate) -> JobView:
     manifests = ManifestStore(redis, settings.data_dir / "datasets")
-    for role in ("reference", "candidate"):
-        if manifests.get(getattr(spec, role)) is None:
+    pipe = redis.pipeline(transaction=False)
+    for dataset in (spec.reference, spec.candidate):
+        pipe.exists(DATASET_KEY.format(dataset))
+    for role, present in zip(("reference", "candidate"), pipe.execute(), strict=True):
+        # in Redis: no need to read a manifest of 100,000 files; else the mirror on disk may restore it
+        if not present and manifests.get(getattr(spec, role)) is None:
             raise JobRequestError(f"{role} dataset {getattr(spec, role)!r} not found; POST /v1/datasets first", 404)
     _check_models(spec, live_workers(redis, settings))
     job_id = uuid.uuid4().hex
