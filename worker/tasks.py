@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
@@ -62,33 +63,68 @@ USER_ERRORS = (audio.AudioError, MetricInputError, InputChanged, ModelUnavailabl
 STATS_ONLY = frozenset({"fad", "fad_inf", "fad_per_file"})
 
 
+class _HardCancel(JobCanceled):
+    """Raised into the job's thread by its :class:`CancelWatch` when no checkpoint came in time."""
+
+    def __init__(self) -> None:
+        super().__init__(CANCELED)
+
+
+#: Stages made only of computation (no lock, no cache write): a cancel may interrupt them anywhere.
+INTERRUPTIBLE_STAGES = ("computing", "signal metrics")
+
+
 class CancelWatch:
     """Polls the job's cancel key from a thread, so checking for a cancel in the job's hot loops costs no Redis
-    round trip (one EXISTS every ``interval_s`` per running job, whatever the job does)."""
+    round trip (one EXISTS every ``interval_s`` per running job, whatever the job does).
 
-    def __init__(self, redis: Redis, job_id: str, attempt: int | None = None, interval_s: float = 0.5) -> None:
-        self.redis, self.key, self.interval_s = redis, CANCEL_KEY.format(job_id), interval_s
+    Once canceled, the job stops at its next checkpoint. If none comes within ``grace_s`` and the job is in a
+    computation-only stage (:data:`INTERRUPTIBLE_STAGES`: metric maths, which hold no lock and write no file),
+    the watch raises :class:`JobCanceled` in the job's thread, as RQ's time limit raises its exception, so a
+    DELETE takes effect within seconds even inside a long metric with no checkpoint of its own."""
+
+    def __init__(self, redis: Redis, job_id: str, attempt: int | None = None, interval_s: float = 0.5,
+                 grace_s: float = 1.0) -> None:
+        self.redis, self.key, self.interval_s, self.grace_s = redis, CANCEL_KEY.format(job_id), interval_s, grace_s
         self.attempt = attempt
         self.canceled = threading.Event()
         self._stop = threading.Event()
+        self._region = threading.Lock()  # guards ``interruptible`` against the watch firing at a stage change
+        self._interruptible = False
+        self._target = threading.get_ident()
         self._thread = threading.Thread(target=self._poll, name="soundcheck-cancel", daemon=True)
+
+    def set_stage(self, stage: str) -> None:
+        with self._region:
+            self._interruptible = stage.startswith(INTERRUPTIBLE_STAGES)
 
     def _poll(self) -> None:
         while not self._stop.is_set():
             try:
                 if self.redis.exists(self.key):
                     self.canceled.set()
-                    return
+                    log.info("%s: cancel requested", self.key)
+                    break
             except RedisError as exc:  # a blip; the next poll may get through
                 log.warning("cancel check failed: %s", exc)
             self._stop.wait(self.interval_s)
+        deadline = time.monotonic() + self.grace_s
+        while self.canceled.is_set() and not self._stop.wait(0.1):
+            with self._region:
+                if self._interruptible and time.monotonic() >= deadline and not self._stop.is_set():
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._target),
+                                                               ctypes.py_object(_HardCancel))
+                    log.info("%s: no checkpoint within %.1f s; interrupting the metric computation", self.key,
+                             self.grace_s)
+                    return
 
     def __enter__(self) -> CancelWatch:
         self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
+        with self._region:
+            self._stop.set()
         self._thread.join(timeout=2)
 
 
@@ -113,6 +149,8 @@ class Reporter:
         now = time.monotonic()
         self.durations[self.stage] = round(self.durations.get(self.stage, 0.0) + now - self._stage_started, 4)
         self.stage, self._stage_started = stage, now
+        if self.watch is not None:
+            self.watch.set_stage(stage)
         self.flush(force=True)
 
     def checkpoint(self) -> None:
