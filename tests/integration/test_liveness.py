@@ -69,3 +69,37 @@ def test_progress_of_a_superseded_attempt_is_refused(redis_db: Redis) -> None:
     view = store.get("j")
     assert view.worker == "w2" and view.progress.done == 3
     assert store.attempt_notes("j") == ["attempt 1 on worker w1 ended without a result"]
+
+
+def _spin(seconds: float) -> float:
+    """Pure computation with no checkpoint (what a long metric without checkpoints looks like)."""
+    end, x = time.monotonic() + seconds, 0.0
+    while time.monotonic() < end:
+        x += 1.0
+    return x
+
+
+def test_cancel_interrupts_a_computation_stage_without_checkpoints(redis_db: Redis) -> None:
+    import pytest
+
+    from soundcheck.jobstore import CANCEL_KEY
+    from worker.tasks import CancelWatch, JobCanceled
+
+    redis_db.set(CANCEL_KEY.format("j"), "1")
+    started = time.monotonic()
+    with pytest.raises(JobCanceled, match="canceled on request"), CancelWatch(redis_db, "j", grace_s=0.5) as watch:
+        watch.set_stage("computing kad")
+        _spin(20)
+    assert time.monotonic() - started < 3.0
+
+
+def test_cancel_never_interrupts_a_stage_that_holds_resources(redis_db: Redis) -> None:
+    from soundcheck.jobstore import CANCEL_KEY
+    from worker.tasks import CancelWatch
+
+    redis_db.set(CANCEL_KEY.format("j"), "1")
+    with CancelWatch(redis_db, "j", grace_s=0.2) as watch:
+        watch.set_stage("embedding reference")  # holds the reference lock, writes the cache: checkpoints only
+        _spin(1.5)
+        assert watch.canceled.is_set()
+    _spin(0.5)  # nothing pending after the watch ended
