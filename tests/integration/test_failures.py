@@ -204,6 +204,8 @@ def test_lock_of_a_killed_holder_delays_the_next_job_by_at_most_its_ttl(deployme
         done = _wait(deployment.api, job["id"], {"finished", "failed"}, timeout=LOCK_TTL_S + 30)
         assert done["status"] == "finished", done["error"]
         assert time.monotonic() - killed < LOCK_TTL_S + 10
+        # it waited ~30 s, five times the 6 s heartbeat TTL here: the beats kept its one attempt alive
+        assert done["attempts"] == 1 and not any(w.startswith("retried") for w in done["result"]["warnings"])
     finally:
         _stop(holder)
 
