@@ -61,3 +61,14 @@ def test_get_body_is_the_job_view_of_the_stored_record(api: TestClient, redis_db
     assert api.get(f"/v1/jobs/{ids[2]}").json()["result"]["warnings"] == ["é ✓"]
     missing = api.get("/v1/jobs/" + "0" * 32)
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+
+
+def test_health_and_models_never_write(api: TestClient, redis_db: Redis) -> None:
+    redis_db.sadd(f"rq:workers:{api.app.state.settings.queue_name}", "rq:worker:gone")  # a worker killed long ago
+    before = _commandstats(redis_db)
+    for _ in range(10):
+        assert api.get("/v1/health").json()["workers"] == 0
+        assert api.get("/v1/models").status_code == 200
+    after = _commandstats(redis_db)
+    changed = sorted(name for name in after if after[name] != before.get(name, 0) and name != "info")
+    assert changed and _write_commands(redis_db, changed) == [], changed
