@@ -54,10 +54,15 @@ def _wav(freq: float, seconds: float = 2.0, rate: int = 16000) -> bytes:
 class Stats:
     latencies_ms: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in TARGETS_MS})
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TARGETS_MS, 0))
+    #: 429 answers: a per-client queue cap doing its job (counted apart from errors; lower --post-rate)
+    refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TARGETS_MS, 0))
     examples: list[str] = field(default_factory=list)
 
     def record(self, name: str, started: float, response: httpx.Response | None, error: str | None = None) -> None:
         self.latencies_ms[name].append(1000 * (time.perf_counter() - started))
+        if response is not None and response.status_code == 429:
+            self.refused[name] += 1
+            return
         ok = response is not None and response.status_code < 400
         if not ok:
             self.errors[name] += 1
@@ -192,7 +197,9 @@ def main() -> int:
         print(f"{name} p99: ours={p99:.1f} ms, limit={target:.0f} ms, ratio={p99 / target:.2f}, target=<1, "
               f"{'ok' if p99 < target else 'short'} (p50 {p50:.1f} ms, {n} requests, "
               f"{n / (args.seconds * rounds):.0f}/s)")
-        print(f"{name} errors: ours={errors}, limit=0, target=0, {'ok' if errors == 0 else 'short'}")
+        refused = sum(s.refused[name] for s in ours)
+        print(f"{name} errors: ours={errors}, limit=0, target=0, {'ok' if errors == 0 else 'short'}"
+              + (f" ({refused} refused with 429 by a queue cap: lower --post-rate)" if refused else ""))
         if peers:
             peer_p99 = float(np.median([_percentile(s.latencies_ms[name], 99) for s in peers]))
             peer_n = sum(len(s.latencies_ms[name]) for s in peers)
