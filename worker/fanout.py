@@ -71,7 +71,8 @@ def embed_dataset_fanned(
             if claimer is not None and not worker_alive(redis, claimer.decode()):
                 redis.delete(claim_key)  # its worker died: take the chunk back
             if _claim(redis, claim_key, me):
-                embed_files(files[start:stop], model, blobs, cache, batch_size)
+                # on_wait checks for a cancel (and refreshes progress) between files; progress counts the chunk
+                embed_files(files[start:stop], model, blobs, cache, batch_size, lambda _n: on_wait())
                 redis.set(done_key, me, ex=CHUNK_TTL_S)
                 pending.remove((start, stop))
                 on_files(stop - start)
