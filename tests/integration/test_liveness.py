@@ -103,3 +103,28 @@ def test_cancel_never_interrupts_a_stage_that_holds_resources(redis_db: Redis) -
         _spin(1.5)
         assert watch.canceled.is_set()
     _spin(0.5)  # nothing pending after the watch ended
+
+
+def test_failure_before_the_task_ran_fails_the_record_and_is_not_retried(redis_db: Redis) -> None:
+    from rq import Queue, Retry
+    from rq.exceptions import AbandonedJobError
+    from rq.serializers import JSONSerializer
+
+    from soundcheck.queueing import on_job_failure
+
+    store = JobStore(redis_db)
+    spec = JobCreate(reference="a" * 64, candidate="b" * 64)
+    q = Queue("sc-liveness", connection=redis_db, serializer=JSONSerializer)  # as the api enqueues
+    for job_id in ("broken", "abandoned"):
+        store.create(job_id, spec)
+        q.enqueue_call("worker.tasks.evaluate", args=(job_id, {}), job_id=job_id, retry=Retry(max=2))
+    broken = q.fetch_job("broken")
+    on_job_failure(broken, redis_db, ImportError, ImportError("no module named worker.tasks"), None)
+    assert broken.retries_left == 0
+    assert "could not run the job (ImportError: no module named worker.tasks)" in store.get("broken").error
+    abandoned = q.fetch_job("abandoned")
+    store.start("abandoned", "w1")
+    on_job_failure(abandoned, redis_db, AbandonedJobError, AbandonedJobError(), None)
+    view = store.get("abandoned")
+    assert abandoned.retries_left == 2 and view.status == "queued" and view.attempts == 1
+    assert "w1" in view.progress.stage and store.attempt_notes("abandoned")[0].startswith("attempt 1 on worker w1")
