@@ -19,7 +19,7 @@ from soundcheck.datastore import DATASET_KEY, ManifestStore
 from soundcheck.embeddings.registry import SPECS
 from soundcheck.jobspec import CLASS_PROB_METRICS, SIGNAL_METRICS, JobCreate, JobView
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
-from soundcheck.queueing import FAILURE_CALLBACK, live_workers, queue
+from soundcheck.queueing import FAILURE_CALLBACK, live_workers, queue, worker_alive
 from soundcheck.settings import Settings
 
 TASK = "worker.tasks.evaluate"
@@ -108,4 +108,6 @@ def cancel_job(redis: Redis, settings: Settings, job_id: str) -> JobView:
         with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
             Job.fetch(job_id, connection=redis, serializer=JSONSerializer).cancel()
         store.fail(job_id, CANCELED)
+    elif view.worker and not worker_alive(redis, view.worker):
+        store.fail(job_id, CANCELED)  # its worker died: nobody would see the cancel before a maintenance pass
     return store.get(job_id) or view

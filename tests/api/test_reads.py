@@ -72,3 +72,12 @@ def test_health_and_models_never_write(api: TestClient, redis_db: Redis) -> None
     after = _commandstats(redis_db)
     changed = sorted(name for name in after if after[name] != before.get(name, 0) and name != "info")
     assert changed and _write_commands(redis_db, changed) == [], changed
+
+
+def test_cancel_of_a_job_whose_worker_is_gone_fails_it_at_once(api: TestClient, redis_db: Redis) -> None:
+    ds = api.post("/v1/datasets", files=[("files", ("a.wav", wav_bytes(tone(1.0))))]).json()["id"]
+    job_id = api.post("/v1/jobs", json={"reference": ds, "candidate": ds}).json()["id"]
+    JobStore(redis_db).start(job_id, "a-worker-killed-with-no-other-left")
+    response = api.delete(f"/v1/jobs/{job_id}")
+    assert response.status_code == 202
+    assert response.json()["status"] == "failed" and response.json()["error"] == "canceled on request"
