@@ -7,26 +7,23 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
-from rq.registry import StartedJobRegistry
+from rq import Callback, Retry
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from app.validation import check_job
-from soundcheck.datastore import ManifestStore
+from soundcheck.datastore import DATASET_KEY, ManifestStore
 from soundcheck.embeddings.registry import SPECS
 from soundcheck.jobspec import CLASS_PROB_METRICS, SIGNAL_METRICS, JobCreate, JobView
-from soundcheck.jobstore import ALIVE_KEY, CANCEL_KEY, CANCELED, TERMINAL, JobStore
-from soundcheck.queueing import live_workers, queue
+from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
+from soundcheck.queueing import FAILURE_CALLBACK, live_workers, queue, worker_alive
 from soundcheck.settings import Settings
 
 TASK = "worker.tasks.evaluate"
-#: A job record without its RQ job is "vanished" only after this long (the two are written one after the other).
-ENQUEUE_GRACE_S = 30.0
 
 
 class JobRequestError(ValueError):
@@ -57,74 +54,62 @@ def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
 
 def create_job(redis: Redis, settings: Settings, spec: JobCreate) -> JobView:
     manifests = ManifestStore(redis, settings.data_dir / "datasets")
-    for role in ("reference", "candidate"):
-        if manifests.get(getattr(spec, role)) is None:
+    pipe = redis.pipeline(transaction=False)
+    for dataset in (spec.reference, spec.candidate):
+        pipe.exists(DATASET_KEY.format(dataset))
+    for role, present in zip(("reference", "candidate"), pipe.execute(), strict=True):
+        # in Redis: no need to read a manifest of 100,000 files; else the mirror on disk may restore it
+        if not present and manifests.get(getattr(spec, role)) is None:
             raise JobRequestError(f"{role} dataset {getattr(spec, role)!r} not found; POST /v1/datasets first", 404)
     check_job(redis, settings, spec)
     _check_models(spec, live_workers(redis, settings))
     job_id = uuid.uuid4().hex
-    view = JobStore(redis).create(job_id, spec)
     needs_model = not set(spec.metrics) <= SIGNAL_METRICS
-    queue(redis, settings, spec.embedding if needs_model else None).enqueue_call(
-        TASK, args=(job_id, spec.model_dump(mode="json", by_alias=True)), job_id=job_id,
-        timeout=settings.job_timeout_s, result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s,
-        description=f"evaluate {spec.embedding} {','.join(spec.metrics)}",
-    )
+    retries = settings.job_max_attempts - 1
+    with redis.pipeline() as pipe:  # record and RQ job in one MULTI: neither exists without the other
+        pipe.multi()  # RQ wants a pipeline already in MULTI
+        view = JobStore(redis).create(job_id, spec, pipeline=pipe)
+        queue(redis, settings, spec.embedding if needs_model else None).enqueue_call(
+            TASK, args=(job_id, spec.model_dump(mode="json", by_alias=True)), job_id=job_id,
+            timeout=settings.job_timeout_s, result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s,
+            description=f"evaluate {spec.embedding} {','.join(spec.metrics)}",
+            retry=Retry(max=retries) if retries > 0 else None, on_failure=Callback(FAILURE_CALLBACK),
+            pipeline=pipe,
+        )
+        pipe.execute()
     return view
 
 
 def get_job(redis: Redis, settings: Settings, job_id: str) -> JobView | None:
-    """The job record, reconciled with RQ so a job whose worker died shows as failed, never hangs."""
-    store = JobStore(redis)
-    view = store.get(job_id)
-    if view is None or view.status in TERMINAL:
-        return view
-    try:
-        rq_job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
-        StartedJobRegistry(rq_job.origin, connection=redis, serializer=JSONSerializer).cleanup()
-        status = rq_job.get_status()
-    except NoSuchJobError:
-        rq_job, status = None, None
-        age = (datetime.now(UTC) - view.created_at).total_seconds() if view.created_at else 1e9
-        if age < ENQUEUE_GRACE_S:  # the record is written just before the job is enqueued
-            return view
-    if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED) or rq_job is None:
-        detail = _rq_failure(rq_job) if rq_job is not None else "the queued job vanished from Redis"
-        store.fail(job_id, f"the worker stopped without finishing the job ({detail}); submit it again")
-        return store.get(job_id)
-    if view.status == "running" and view.worker and not redis.exists(ALIVE_KEY.format(view.worker)):
-        view = store.get(job_id)  # the worker may have finished between the two reads
-        if view is not None and view.status == "running":
-            store.fail(job_id, f"worker {view.worker} stopped responding while running the job (killed, out of "
-                               "memory or crashed); submit it again")
-            return store.get(job_id)
-    return view
+    """The job record: one read, no write. Workers keep it true (a dead worker's job is retried or failed by
+    the others' maintenance, see soundcheck.queueing), so a read never has to reconcile."""
+    return JobStore(redis).get(job_id)
 
 
-def _rq_failure(job: Job) -> str:
-    info = job.exc_info or ""
-    if "JobTimeoutException" in info:
-        return f"it exceeded the time limit of {job.timeout} s (SOUNDCHECK_JOB_TIMEOUT_S)"
-    last = [line for line in info.strip().splitlines() if line.strip()]
-    return last[-1] if last else f"RQ status {job.get_status()}"
+def get_job_json(redis: Redis, job_id: str) -> bytes | None:
+    """:func:`get_job` as the JSON body the api sends (no model round trip): the hot path of polling clients."""
+    return JobStore(redis).get_json(job_id)
 
 
 def list_jobs(redis: Redis, settings: Settings, limit: int = 50) -> list[JobView]:
-    """Recent jobs; unfinished ones are reconciled like a single read, so none shows running forever."""
-    views = JobStore(redis).list(limit)
-    return [get_job(redis, settings, v.id) or v if v.status in ("queued", "running") else v for v in views]
+    """Recent jobs, newest first (records only, no results): two reads."""
+    return JobStore(redis).list(limit)
 
 
 def cancel_job(redis: Redis, settings: Settings, job_id: str) -> JobView:
-    """A queued job is removed from the queue; a running one stops at its next progress update."""
-    view = get_job(redis, settings, job_id)
+    """A queued job is removed from the queue; a running one stops at its next checkpoint (within a second or
+    two: its worker polls the cancel key from a thread)."""
+    store = JobStore(redis)
+    view = store.get(job_id, with_result=False)
     if view is None:
         raise JobRequestError(f"job {job_id!r} not found", 404)
     if view.status in TERMINAL:
         raise JobRequestError(f"job {job_id!r} is already {view.status}", 409)
     redis.set(CANCEL_KEY.format(job_id), "1", ex=settings.job_timeout_s)
     if view.status == "queued":
-        with contextlib.suppress(NoSuchJobError):
+        with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
             Job.fetch(job_id, connection=redis, serializer=JSONSerializer).cancel()
-        JobStore(redis).fail(job_id, CANCELED)
-    return get_job(redis, settings, job_id) or view
+        store.fail(job_id, CANCELED)
+    elif view.worker and not worker_alive(redis, view.worker):
+        store.fail(job_id, CANCELED)  # its worker died: nobody would see the cancel before a maintenance pass
+    return store.get(job_id) or view

@@ -189,6 +189,8 @@ class JobView(BaseModel):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     worker: str | None = None
+    attempts: int = Field(0, description="Attempts started so far; more than 1 when a worker died mid-job and "
+                          "the job was retried (the result's warnings or the error say why each one ended).")
     result: dict[str, Any] | None = None
     error: str | None = None
 

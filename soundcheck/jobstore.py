@@ -1,17 +1,20 @@
 """Job records in Redis: the one place where a job's state, progress, result and error live.
 
 RQ carries the work; this record is what the api shows. Records and results have no expiry, so a job is
-never lost, and the api reconciles a record with RQ when a worker died without saying so.
+never lost. Reading a record is one round trip and never writes: the workers keep records true (a worker
+that died is noticed by the others through RQ's heartbeats, see ``worker.gpu_worker``), not the api.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from soundcheck.jobspec import JobCreate, JobView, Progress
@@ -19,15 +22,18 @@ from soundcheck.jobspec import JobCreate, JobView, Progress
 JOB_KEY = "sc:job:{}"
 RESULT_KEY = "sc:result:{}"
 JOB_INDEX = "sc:jobs"
+#: Ids of jobs neither finished nor failed: what the workers' maintenance reconciles with RQ.
+OPEN_JOBS = "sc:jobs:open"
+#: Why each earlier attempt of a job ended (a list, oldest first); shown in the result or the error.
+ATTEMPTS_KEY = "sc:attempts:{}"
 TERMINAL = ("finished", "failed")
 #: Field of RQ's worker hash where a soundcheck worker lists the models it loaded.
 WORKER_MODELS_FIELD = "soundcheck"
-#: Liveness key of a worker, refreshed by a thread; gone = the worker died.
-ALIVE_KEY = "sc:alive:{}"
-ALIVE_TTL_S = 12
-#: Set by DELETE /v1/jobs/{id}; a running job checks it at every progress update.
+#: Set by DELETE /v1/jobs/{id}; a running job's cancel watch polls it.
 CANCEL_KEY = "sc:cancel:{}"
 CANCELED = "canceled on request"
+#: One worker at a time runs a maintenance task (per queue, or "jobs"); the key expires, it is never released.
+MAINTENANCE_KEY = "sc:maintenance:{}"
 
 
 def _now() -> datetime:
@@ -77,26 +83,36 @@ def read_record(job_id: str, raw: bytes | str) -> JobView:
                    error=f"the stored job record cannot be read ({_reason(first)}); submit the job again")
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
 class JobStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
-    def create(self, job_id: str, spec: JobCreate) -> JobView:
+    def create(self, job_id: str, spec: JobCreate, pipeline: Pipeline | None = None) -> JobView:
+        """Write a new record; with ``pipeline`` the caller executes it (with the RQ enqueue, atomically)."""
         view = JobView(id=job_id, status="queued", spec=spec, progress=Progress(), created_at=_now())
-        pipe = self.redis.pipeline()
-        pipe.set(JOB_KEY.format(job_id), view.model_dump_json(exclude={"result"}))
+        pipe = pipeline if pipeline is not None else self.redis.pipeline()
+        pipe.set(JOB_KEY.format(job_id), view.model_dump_json(exclude={"result"}, by_alias=True))
         pipe.zadd(JOB_INDEX, {job_id: view.created_at.timestamp()})  # type: ignore[union-attr]
-        pipe.execute()
+        pipe.sadd(OPEN_JOBS, job_id)
+        if pipeline is None:
+            pipe.execute()
         return view
 
     def get(self, job_id: str, with_result: bool = True) -> JobView | None:
-        """The job's view; a record or result that cannot be read shows as a failed job that says why."""
-        raw = self.redis.get(JOB_KEY.format(job_id))
+        """The record (and the result of a finished job): one read, no write. A record or result that cannot be
+        read shows as a failed job that says why."""
+        if not with_result:
+            raw = self.redis.get(JOB_KEY.format(job_id))
+            return read_record(job_id, raw) if raw is not None else None
+        raw, result = self.redis.mget(JOB_KEY.format(job_id), RESULT_KEY.format(job_id))
         if raw is None:
             return None
         view = read_record(job_id, raw)
-        if with_result and view.status == "finished":
-            result = self.redis.get(RESULT_KEY.format(job_id))
+        if view.status == "finished":  # the result is written before the record turns finished
             try:
                 view.result = json.loads(result) if result else None
             except (ValueError, UnicodeDecodeError) as exc:
@@ -104,9 +120,34 @@ class JobStore:
                     f"the stored result of this job cannot be read ({_reason(exc)}); submit the job again")})
         return view
 
-    def _update(self, job_id: str, **fields: Any) -> bool:
+    def get_json(self, job_id: str) -> bytes | None:
+        """The JobView of GET /v1/jobs/{id} as JSON bytes, spliced from the stored record and result without
+        parsing either into models (a finished job's result can be large): one MGET, no write."""
+        raw, result = self.redis.mget(JOB_KEY.format(job_id), RESULT_KEY.format(job_id))
+        if raw is None:
+            return None
+        try:  # the record is small: validating it is cheap; the result is spliced in unparsed
+            view = JobView.model_validate_json(raw)
+            if view.status == "finished" and result is not None:
+                json.loads(result)  # a corrupt result must not reach a client as a broken body
+        except (ValueError, UnicodeDecodeError):  # pydantic's ValidationError is a ValueError
+            view = self.get(job_id)
+            return view.model_dump_json().encode() if view is not None else None
+        finished = view.status == "finished" and result is not None
+        return raw.rstrip()[:-1] + b',"result":' + (result if finished else b"null") + b"}"
+
+    def get_many(self, job_ids: list[str]) -> list[JobView]:
+        """Records without results, in the order asked, missing ones left out: one MGET."""
+        if not job_ids:
+            return []
+        raws = self.redis.mget([JOB_KEY.format(i) for i in job_ids])
+        return [read_record(i, r) for i, r in zip(job_ids, raws, strict=True) if r is not None]
+
+    def _update(self, job_id: str, change: Callable[[JobView], dict[str, Any]] | None = None,
+                when: Callable[[JobView], bool] | None = None, **fields: Any) -> JobView | None:
         """Atomic read-modify-write (WATCH/MULTI); a finished or failed record never changes again, so a
-        late progress write or a reconciliation can never overwrite the final state."""
+        late progress write or a reconciliation can never overwrite the final state. Returns the new view,
+        or None when nothing was written."""
         key = JOB_KEY.format(job_id)
         with self.redis.pipeline() as pipe:
             while True:
@@ -114,36 +155,54 @@ class JobStore:
                     pipe.watch(key)
                     raw = pipe.get(key)
                     if raw is None:
-                        return False
+                        return None
                     view = JobView.model_validate_json(raw)
-                    if view.status in TERMINAL:
-                        return False
+                    if view.status in TERMINAL or (when is not None and not when(view)):
+                        return None
+                    new = view.model_copy(update={**(change(view) if change else {}), **fields})
                     pipe.multi()
-                    pipe.set(key, view.model_copy(update=fields).model_dump_json(exclude={"result"}))
+                    pipe.set(key, new.model_dump_json(exclude={"result"}, by_alias=True))
+                    if new.status in TERMINAL:
+                        pipe.srem(OPEN_JOBS, job_id)
                     pipe.execute()
-                    return True
+                    return new
                 except WatchError:
                     continue
 
-    def start(self, job_id: str, worker: str) -> None:
-        self._update(job_id, status="running", started_at=_now(), worker=worker,
-                     progress=Progress(stage="starting"))
+    def start(self, job_id: str, worker: str) -> JobView | None:
+        """A new attempt begins; None when the record is gone or already final (nothing to run)."""
+        return self._update(job_id, lambda v: {"attempts": v.attempts + 1}, status="running", started_at=_now(),
+                            worker=worker, progress=Progress(stage="starting"))
 
-    def progress(self, job_id: str, done: int, total: int, stage: str) -> None:
-        self._update(job_id, progress=Progress(done=done, total=total, stage=stage))
+    def requeue(self, job_id: str, reason: str) -> JobView | None:
+        """An attempt ended without a result and the job goes back to the queue; ``reason`` is kept."""
+        self.redis.rpush(ATTEMPTS_KEY.format(job_id), reason)
+        return self._update(job_id, status="queued", worker=None,
+                            progress=Progress(stage=f"queued again: {reason}"))
+
+    def attempt_notes(self, job_id: str) -> list[str]:
+        return [_text(n) for n in self.redis.lrange(ATTEMPTS_KEY.format(job_id), 0, -1)]
+
+    def progress(self, job_id: str, done: int, total: int, stage: str, attempt: int | None = None) -> bool:
+        """Write progress; with ``attempt``, only while that attempt is the running one. False when nothing
+        was written: the job ended, or (with ``attempt``) another attempt took it over."""
+        def current(view: JobView) -> bool:
+            return attempt is None or (view.status == "running" and view.attempts == attempt)
+
+        return self._update(job_id, when=current, progress=Progress(done=done, total=total, stage=stage)) is not None
 
     def finish(self, job_id: str, result: dict[str, Any]) -> None:
         self.redis.set(RESULT_KEY.format(job_id), json.dumps(result, allow_nan=False))
-        view = self.get(job_id, with_result=False)
-        progress = view.progress.model_copy(update={"stage": "finished"}) if view else Progress(stage="finished")
-        self._update(job_id, status="finished", ended_at=_now(), progress=progress)
+        self._update(job_id, lambda v: {"progress": v.progress.model_copy(update={"stage": "finished"})},
+                     status="finished", ended_at=_now())
 
     def fail(self, job_id: str, error: str) -> None:
-        view = self.get(job_id, with_result=False)
-        progress = view.progress.model_copy(update={"stage": "failed"}) if view else Progress(stage="failed")
-        self._update(job_id, status="failed", ended_at=_now(), error=error, progress=progress)
+        self._update(job_id, lambda v: {"progress": v.progress.model_copy(update={"stage": "failed"})},
+                     status="failed", ended_at=_now(), error=error)
 
     def list(self, limit: int = 50) -> list[JobView]:
-        ids = self.redis.zrevrange(JOB_INDEX, 0, limit - 1)
-        views = [self.get(i.decode(errors="replace") if isinstance(i, bytes) else i, with_result=False) for i in ids]
-        return [v for v in views if v is not None]
+        """The newest records without results: two round trips whatever ``limit`` is."""
+        return self.get_many([_text(i) for i in self.redis.zrevrange(JOB_INDEX, 0, limit - 1)])
+
+    def open_ids(self) -> list[str]:
+        return [_text(i) for i in self.redis.smembers(OPEN_JOBS)]

@@ -81,6 +81,18 @@ class Settings(BaseSettings):
     redis_retry_after_s: int = Field(5, gt=0, description="Retry-After (seconds) of the api's 503 while Redis is down.")
 
     # --- jobs (retries, liveness, locks, limits) ---
+    job_max_attempts: int = Field(
+        3, ge=1, description="Attempts of a job whose worker died mid-job (killed, out of memory) before it "
+        "fails; bad input and cancels are never retried.",
+    )
+    worker_heartbeat_ttl_s: int = Field(
+        30, ge=3, description="A worker not heard from for this long is dead: its job is retried and its fan-out "
+        "chunks taken back. Workers beat every third of it, also while a job runs.",
+    )
+    maintenance_interval_s: float = Field(
+        10.0, gt=0, description="How often one of the workers looks for jobs of dead workers (RQ's started-job "
+        "registry) and for queued jobs that vanished.",
+    )
 
     # --- uploads, audio safety and storage hygiene ---
     max_decoded_samples: int = Field(

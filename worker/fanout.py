@@ -4,7 +4,8 @@ The job's own worker coordinates. It offers each chunk as a small RQ job and als
 itself; a chunk is claimed in Redis (SET NX) by whoever starts it, so no chunk is embedded twice and a job
 never waits for a worker that does not exist. Results meet in the shared per-file embedding cache, keyed by
 provenance: a helper whose model has other weights computes another key and declines the chunk. A chunk
-whose claimer died (its liveness key lapsed) is taken back.
+whose claimer died (its RQ worker hash lapsed: no heartbeat for SOUNDCHECK_WORKER_HEARTBEAT_TTL_S) is
+taken back.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from soundcheck.datastore import BlobStore, ManifestStore
 from soundcheck.embed_cache import EmbeddingCache
 from soundcheck.embeddings.base import EmbeddingModel
 from soundcheck.jobspec import FileEntry
-from soundcheck.jobstore import ALIVE_KEY, CANCEL_KEY, TERMINAL, JobStore
+from soundcheck.jobstore import CANCEL_KEY, TERMINAL, JobStore
 from soundcheck.pipeline import embed_files
-from soundcheck.queueing import live_workers, queue
+from soundcheck.queueing import live_workers, queue, worker_alive
 from soundcheck.settings import get_settings
 
 log = logging.getLogger("soundcheck.worker")
@@ -67,10 +68,11 @@ def embed_dataset_fanned(
                 progressed = True
                 continue
             claimer = redis.get(claim_key)
-            if claimer is not None and not redis.exists(ALIVE_KEY.format(claimer.decode())):
+            if claimer is not None and not worker_alive(redis, claimer.decode()):
                 redis.delete(claim_key)  # its worker died: take the chunk back
             if _claim(redis, claim_key, me):
-                embed_files(files[start:stop], model, blobs, cache, batch_size)
+                # on_wait checks for a cancel (and refreshes progress) between files; progress counts the chunk
+                embed_files(files[start:stop], model, blobs, cache, batch_size, lambda _n: on_wait())
                 redis.set(done_key, me, ex=CHUNK_TTL_S)
                 pending.remove((start, stop))
                 on_files(stop - start)

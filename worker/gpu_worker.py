@@ -21,19 +21,23 @@ from typing import Any, TypeVar
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
+from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
-from rq import SimpleWorker, worker_registration
+from rq import Queue, SimpleWorker, worker_registration
+from rq.executions import Execution
 from rq.job import Job
-from rq.queue import Queue
+from rq.registry import StartedJobRegistry
+from rq.registry import clean_registries as rq_clean_registries
 from rq.serializers import JSONSerializer
+from rq.timeouts import BaseDeathPenalty
 from rq.utils import now
 from rq.worker import WorkerStatus
 
-from soundcheck.jobstore import ALIVE_KEY, ALIVE_TTL_S, WORKER_MODELS_FIELD
-from soundcheck.queueing import queue
+from soundcheck.jobstore import MAINTENANCE_KEY, WORKER_MODELS_FIELD
+from soundcheck.queueing import queue, reconcile_open_jobs
 from soundcheck.settings import Settings, get_settings
 from worker.runtime import Runtime, load_runtime, set_runtime
 
@@ -97,15 +101,34 @@ def configure_torch(threads: int) -> None:
         torch.set_num_interop_threads(max(1, min(threads, 4)))
 
 
+class _NoDeathPenalty(BaseDeathPenalty):
+    """RQ guards callbacks with SIGALRM, which only the main thread may use; the maintenance thread runs our
+    own short failure callback (a few Redis commands) unguarded."""
+
+    def setup_death_penalty(self) -> None:
+        pass
+
+    def cancel_death_penalty(self) -> None:
+        pass
+
+
 class SoundcheckWorker(SimpleWorker):
-    """SimpleWorker holding a :class:`Runtime`; describes its models in its RQ worker hash."""
+    """SimpleWorker holding a :class:`Runtime`; describes its models in its RQ worker hash.
+
+    Liveness is RQ's: a thread sends RQ's heartbeats with a short TTL (also while a job runs in the main
+    thread, which a SimpleWorker does not do by itself: it would set its TTL to the job timeout, hours), so
+    a killed worker's hash and its job's StartedJobRegistry entry lapse within ``heartbeat_ttl_s``. The same
+    thread runs the detection every ``maintenance_interval_s``: RQ's StartedJobRegistry cleanup, which
+    retries abandoned jobs (RQ ``Retry``) or fails them through :func:`soundcheck.queueing.on_job_failure`.
+    """
 
     runtime: Runtime
     #: RQ's cap on the wait between two dequeue attempts while Redis is down (its default, 60 s, would leave
     #: the worker idle up to a minute after Redis is back).
     max_connection_wait_time = 5.0
 
-    def __init__(self, *args: Any, runtime: Runtime, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, runtime: Runtime, heartbeat_ttl_s: int = 30, maintenance_interval_s: float = 10.0,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
         super().__init__(*args, **kwargs)
         self.runtime = runtime
@@ -113,29 +136,90 @@ class SoundcheckWorker(SimpleWorker):
         #: Jobs whose end could not be recorded while Redis was down: settled as failed (RQ retries them if
         #: they have retries left) once Redis is back, so none stays "started" for ever.
         self._owed: list[tuple[Job, Queue, Any, str]] = []
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+        self.maintenance_interval_s = maintenance_interval_s
+        self._beat_lock = threading.Lock()
+        self._running: tuple[Job, Execution] | None = None
+        self._pulse_stop = threading.Event()
+        self._pulse: threading.Thread | None = None
 
     def register_birth(self) -> None:
         super().register_birth()
         self.connection.hset(self.key, WORKER_MODELS_FIELD, json.dumps(self.runtime.describe()))
-        self._pulse_stop = threading.Event()
-        self._pulse = threading.Thread(target=self._keep_alive, name="soundcheck-alive", daemon=True)
+        self._pulse = threading.Thread(target=self._pulse_loop, name="soundcheck-heartbeat", daemon=True)
         self._pulse.start()
 
     def register_death(self) -> None:
-        if getattr(self, "_pulse", None) is not None:
-            self._pulse_stop.set()
+        self._pulse_stop.set()
+        if self._pulse is not None:
             self._pulse.join(timeout=5)
-        self.connection.delete(ALIVE_KEY.format(self.name))
         super().register_death()
 
-    def _keep_alive(self) -> None:
-        """A short-lived key refreshed by a thread, also while a job runs in the main thread: when it lapses
-        the api knows the worker died (kill -9, OOM) and fails its job instead of showing it running forever."""
-        key = ALIVE_KEY.format(self.name)
-        while not self._pulse_stop.is_set():
-            with contextlib.suppress(RedisError):
-                self.connection.set(key, "1", ex=ALIVE_TTL_S)
-            self._pulse_stop.wait(ALIVE_TTL_S / 4)
+    # --- RQ's heartbeats with a short TTL -------------------------------------------------------------------
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return self.heartbeat_ttl_s  # the pulse thread renews it; the job's own timeout is SIGALRM's business
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        with self._beat_lock:
+            self._running = (job, execution)
+        try:
+            return super().perform_job(job, queue, execution)
+        finally:
+            with self._beat_lock:
+                self._running = None
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        with self._beat_lock:  # no job heartbeat may race RQ's bookkeeping of the ended execution
+            self._running = None
+        super().handle_execution_ended(job, queue, heartbeat_ttl)
+
+    def _beat(self) -> None:
+        with self._beat_lock:
+            if self._running is not None:
+                self.maintain_heartbeats(*self._running)
+            else:
+                self.heartbeat()
+
+    def _pulse_loop(self) -> None:
+        every = self.heartbeat_ttl_s / 3
+        next_maintenance = time.monotonic() + min(every, self.maintenance_interval_s)
+        while not self._pulse_stop.wait(min(every, self.maintenance_interval_s)):
+            try:
+                self._beat()
+                if time.monotonic() >= next_maintenance:
+                    next_maintenance = time.monotonic() + self.maintenance_interval_s
+                    self.find_abandoned_jobs()
+            except RedisError as exc:
+                log.warning("worker %s: heartbeat/maintenance failed: %s", self.name, exc)
+            except Exception:  # noqa: BLE001 - the pulse must outlive any bug in a maintenance step
+                log.exception("worker %s: maintenance step failed", self.name)
+
+    def _maintenance_turn(self, what: str) -> bool:
+        """One worker per interval and task (the key expires on its own; a dead worker cannot hold it)."""
+        ms = max(100, int(self.maintenance_interval_s * 900))
+        return bool(self.connection.set(MAINTENANCE_KEY.format(what), self.name, nx=True, px=ms))
+
+    def clean_registries(self) -> None:
+        """RQ's own periodic maintenance (main loop, every 10 min), under the same turn key as the pulse's
+        cleanup, so two workers (or a worker's two threads) never retry one abandoned job twice."""
+        for q in self.queues:
+            if self._maintenance_turn(f"queue:{q.name}"):
+                rq_clean_registries(q, self._exc_handlers)
+                worker_registration.clean_worker_registry(q)
+                q.intermediate_queue.cleanup(self, q)
+        self.last_cleaned_at = now()
+
+    def find_abandoned_jobs(self) -> None:
+        """RQ's abandoned-job handling on our queues (retry or fail), then reconcile open job records."""
+        for q in self.queues:
+            if self._maintenance_turn(f"queue:{q.name}"):
+                StartedJobRegistry(q.name, connection=self.connection, serializer=self.serializer,
+                                   death_penalty_class=_NoDeathPenalty).cleanup()
+        if self._maintenance_turn("jobs"):
+            failed = reconcile_open_jobs(self.connection)
+            if failed:
+                log.warning("worker %s: failed %d job records whose RQ job ended or vanished", self.name, failed)
 
 
     # --- Redis outages: where RQ's work loop would quit on a connection error, log it and carry on ---
@@ -184,7 +268,9 @@ class SoundcheckWorker(SimpleWorker):
                 return
             self._owed.pop(0)
 
-    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ's heartbeat with our short TTL (the pulse thread renews it), tolerant of a Redis outage."""
+        timeout = min(timeout or self.heartbeat_ttl_s, self.heartbeat_ttl_s)
         if pipeline is not None:  # only queues commands; whoever executes the pipeline handles errors
             super().heartbeat(timeout, pipeline=pipeline)
             return
@@ -260,7 +346,9 @@ def build_worker(settings: Settings | None = None, name: str | None = None) -> S
                            health_check_interval=30)
     # one queue per loaded model (jobs that need it), then the shared one (signal-only jobs)
     queues = [queue(redis, settings, model_id) for model_id in runtime.models] + [queue(redis, settings)]
-    return SoundcheckWorker(queues, connection=redis, runtime=runtime, name=name)
+    return SoundcheckWorker(queues, connection=redis, runtime=runtime, name=name,
+                            heartbeat_ttl_s=settings.worker_heartbeat_ttl_s,
+                            maintenance_interval_s=settings.maintenance_interval_s)
 
 
 def run(burst: bool = False, name: str | None = None) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import get_current_job
+from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from soundcheck import audio
@@ -26,7 +31,7 @@ from soundcheck.evaluation import (
     ndb_samples,
 )
 from soundcheck.jobspec import SIGNAL_METRICS, DatasetView, JobCreate
-from soundcheck.jobstore import CANCEL_KEY, CANCELED, JobStore
+from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
 from soundcheck.metrics import GaussianStats
 from soundcheck.metrics.coverage import NdbBins
 from soundcheck.pipeline import FILES_PER_CHUNK, InputChanged, chunks, embed_files, load_wave
@@ -47,19 +52,95 @@ class JobCanceled(RuntimeError):
     """DELETE /v1/jobs/{id} asked this job to stop."""
 
 
+class Superseded(RuntimeError):
+    """This attempt was taken for dead (no heartbeat for the TTL: a frozen process, a long Redis outage) and
+    the job was given to another attempt; this one stops without touching the record."""
+
+
 #: Errors that are the input's fault: the job fails with this message, the worker carries on.
 USER_ERRORS = (audio.AudioError, MetricInputError, InputChanged, ModelUnavailable, DatasetError, JobCanceled)
 #: Metrics that need only the reference's Gaussian statistics, not its frames.
 STATS_ONLY = frozenset({"fad", "fad_inf", "fad_per_file"})
 
 
+class _HardCancel(JobCanceled):
+    """Raised into the job's thread by its :class:`CancelWatch` when no checkpoint came in time."""
+
+    def __init__(self) -> None:
+        super().__init__(CANCELED)
+
+
+#: Stages made only of computation (no lock, no cache write): a cancel may interrupt them anywhere.
+INTERRUPTIBLE_STAGES = ("computing", "signal metrics")
+
+
+class CancelWatch:
+    """Polls the job's cancel key from a thread, so checking for a cancel in the job's hot loops costs no Redis
+    round trip (one EXISTS every ``interval_s`` per running job, whatever the job does).
+
+    Once canceled, the job stops at its next checkpoint. If none comes within ``grace_s`` and the job is in a
+    computation-only stage (:data:`INTERRUPTIBLE_STAGES`: metric maths, which hold no lock and write no file),
+    the watch raises :class:`JobCanceled` in the job's thread, as RQ's time limit raises its exception, so a
+    DELETE takes effect within seconds even inside a long metric with no checkpoint of its own."""
+
+    def __init__(self, redis: Redis, job_id: str, attempt: int | None = None, interval_s: float = 0.5,
+                 grace_s: float = 1.0) -> None:
+        self.redis, self.key, self.interval_s, self.grace_s = redis, CANCEL_KEY.format(job_id), interval_s, grace_s
+        self.attempt = attempt
+        self.canceled = threading.Event()
+        self._stop = threading.Event()
+        self._region = threading.Lock()  # guards ``interruptible`` against the watch firing at a stage change
+        self._interruptible = False
+        self._target = threading.get_ident()
+        self._thread = threading.Thread(target=self._poll, name="soundcheck-cancel", daemon=True)
+
+    def set_stage(self, stage: str) -> None:
+        with self._region:
+            self._interruptible = stage.startswith(INTERRUPTIBLE_STAGES)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.redis.exists(self.key):
+                    self.canceled.set()
+                    log.info("%s: cancel requested", self.key)
+                    break
+            except RedisError as exc:  # a blip; the next poll may get through
+                log.warning("cancel check failed: %s", exc)
+            self._stop.wait(self.interval_s)
+        deadline = time.monotonic() + self.grace_s
+        while self.canceled.is_set() and not self._stop.wait(0.1):
+            with self._region:
+                if self._interruptible and time.monotonic() >= deadline and not self._stop.is_set():
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._target),
+                                                               ctypes.py_object(_HardCancel))
+                    log.info("%s: no checkpoint within %.1f s; interrupting the metric computation", self.key,
+                             self.grace_s)
+                    return
+
+    def __enter__(self) -> CancelWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._region:
+            self._stop.set()
+        self._thread.join(timeout=2)
+
+
+#: The watch of the job this process is running (a SimpleWorker runs one job at a time).
+_watch: CancelWatch | None = None
+
+
 class Reporter:
-    """Writes progress to the RQ job's meta and the job record, at most every ``interval_s``."""
+    """Writes progress to the RQ job's meta and the job record, at most every ``interval_s``; raises
+    :class:`JobCanceled` at any progress update or checkpoint once the job was canceled."""
 
     def __init__(self, job_id: str, store: JobStore, total: int, interval_s: float = 0.5) -> None:
         self.job_id, self.store, self.total, self.interval_s = job_id, store, total, interval_s
         self.done, self.stage, self._last = 0, "starting", 0.0
         self.rq_job = get_current_job()
+        self.watch = _watch
         #: Seconds spent in each stage (where a job's time went; reported as ``timing_s.stages``).
         self.durations: dict[str, float] = {}
         self._stage_started = time.monotonic()
@@ -68,51 +149,91 @@ class Reporter:
         now = time.monotonic()
         self.durations[self.stage] = round(self.durations.get(self.stage, 0.0) + now - self._stage_started, 4)
         self.stage, self._stage_started = stage, now
+        if self.watch is not None:
+            self.watch.set_stage(stage)
         self.flush(force=True)
 
     def checkpoint(self) -> None:
-        """Between blocks of metric work: stop at once when the job was canceled (cheap: one EXISTS at most
-        every ``interval_s``)."""
-        self.flush()
+        """Between blocks of work: stop at once when the job was canceled. Free with a cancel watch (an Event
+        read); without one (a job run outside a worker), one EXISTS at most every ``interval_s``."""
+        if self.watch is not None:
+            if self.watch.canceled.is_set():
+                raise JobCanceled(CANCELED)
+            return
+        now = time.monotonic()
+        if now - self._last_polled >= self.interval_s:
+            self._last_polled = now
+            if self.store.redis.exists(CANCEL_KEY.format(self.job_id)):
+                raise JobCanceled(CANCELED)
+
+    _last_polled = 0.0
 
     def advance(self, n: int) -> None:
         self.done += n
         self.flush()
 
     def flush(self, force: bool = False) -> None:
+        self.checkpoint()
         now = time.monotonic()
         if not force and now - self._last < self.interval_s:
             return
         self._last = now
-        if self.store.redis.exists(CANCEL_KEY.format(self.job_id)):
-            raise JobCanceled(CANCELED)
-        self.store.progress(self.job_id, self.done, self.total, self.stage)
+        attempt = self.watch.attempt if self.watch is not None else None
+        if not self.store.progress(self.job_id, self.done, self.total, self.stage, attempt=attempt):
+            view = self.store.get(self.job_id, with_result=False)
+            if view is not None and view.status not in TERMINAL and attempt is not None:
+                raise Superseded(f"attempt {attempt} of job {self.job_id} was superseded (now {view.status}, "
+                                 f"attempt {view.attempts})")
         if self.rq_job is not None:
             self.rq_job.meta["progress"] = {"done": self.done, "total": self.total, "stage": self.stage}
             self.rq_job.save_meta()
 
 
+def _no_retry(rq_job: Job | None) -> None:
+    """The task failed by itself (a bug, the time limit): RQ must not run it again (its record is final)."""
+    if rq_job is not None:
+        rq_job.retries_left = 0
+
+
 def evaluate(job_id: str, spec_json: dict[str, Any]) -> dict[str, Any]:
     """Entry point enqueued by the api (``worker.tasks.evaluate``)."""
+    global _watch
     rq_job = get_current_job()
     redis: Redis = rq_job.connection if rq_job is not None else Redis.from_url(get_settings().redis_url)
     store = JobStore(redis)
-    store.start(job_id, worker=rq_job.worker_name if rq_job is not None and rq_job.worker_name else "local")
+    if redis.exists(CANCEL_KEY.format(job_id)):  # canceled while RQ handed it over (or before a retry)
+        store.fail(job_id, CANCELED)
+        return {"job": job_id, "status": "failed", "error": CANCELED}
+    worker = rq_job.worker_name if rq_job is not None and rq_job.worker_name else "local"
+    started = store.start(job_id, worker=worker)
+    if started is None:
+        return {"job": job_id, "status": "skipped", "error": "the job record is gone or already final"}
     try:
-        result = run_job(redis, job_id, JobCreate.model_validate(spec_json), store)
+        with CancelWatch(redis, job_id, started.attempts) as _watch:
+            result = run_job(redis, job_id, JobCreate.model_validate(spec_json), store)
+    except Superseded as exc:
+        log.warning("%s; stopping", exc)
+        return {"job": job_id, "status": "superseded"}
     except USER_ERRORS as exc:
         log.info("job %s failed: %s", job_id, exc)
         store.fail(job_id, str(exc))
         return {"job": job_id, "status": "failed", "error": str(exc)}
     except JobTimeoutException:
+        _no_retry(rq_job)
         # a fresh connection: the alarm may have interrupted a command on the job's one
         JobStore(Redis.from_url(get_settings().redis_url)).fail(
             job_id, f"the job exceeded the time limit of {get_settings().job_timeout_s} s "
                     "(SOUNDCHECK_JOB_TIMEOUT_S); split the sets or raise the limit")
         raise
     except Exception as exc:
+        _no_retry(rq_job)
         store.fail(job_id, f"internal error ({type(exc).__name__}: {exc}); the worker log has the traceback")
         raise
+    finally:
+        _watch = None
+    notes = store.attempt_notes(job_id)
+    if notes:  # a worker died under an earlier attempt: say so next to the numbers
+        result["warnings"] = [f"retried: {n}" for n in notes] + result.get("warnings", [])
     store.finish(job_id, result)
     return {"job": job_id, "status": "finished"}
 
@@ -189,7 +310,7 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     else:
         reporter.set_stage("waiting for the reference (another worker is embedding it)")
         # one worker embeds a reference at a time; the others wait, then reuse its cached embeddings
-        with stats_cache.lock(stats_key, on_wait=lambda: reporter.flush(force=True)):
+        with stats_cache.lock(stats_key, on_wait=reporter.flush):
             reporter.set_stage("embedding reference")
             ref_files = _embed(redis, job_id, reference, model, emb_key, blobs, cache, reporter)
             if ref_stats is None:
@@ -202,7 +323,8 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     classifier_prov = None
     if "accuracy" in metrics and spec.options.accuracy.classifier:
         reporter.set_stage(f"classifying with {spec.options.accuracy.classifier}")
-        classifier_prov = _classify(spec.options.accuracy.classifier, candidate, cand_files, blobs, batch)
+        classifier_prov = _classify(spec.options.accuracy.classifier, candidate, cand_files, blobs, batch,
+                                    reporter.checkpoint)
     bins, bins_hit = _ndb_bins(stats_cache, spec, metrics, reference.id, emb_key, ref_files)
     reporter.set_stage("computing metrics")
     part = evaluate_embeddings(metrics, ref_files, cand_files, spec.options, reference_stats=ref_stats,
@@ -227,7 +349,7 @@ def _embed(redis: Redis, job_id: str, dataset: DatasetView, model: EmbeddingMode
     me = reporter.rq_job.worker_name if reporter.rq_job is not None and reporter.rq_job.worker_name else "local"
     if len(files) > settings.fanout_chunk_files and helpers_for(redis, model.spec.id, me) > 0:
         embed_dataset_fanned(redis, job_id, dataset.id, files, model, emb_key, blobs, cache, settings.batch_size,
-                             me, settings.fanout_chunk_files, reporter.advance, lambda: reporter.flush(force=True))
+                             me, settings.fanout_chunk_files, reporter.advance, reporter.flush)
         return embed_files(files, model, blobs, cache, settings.batch_size)  # all cached now: a read
     return embed_files(files, model, blobs, cache, settings.batch_size, reporter.advance)
 
@@ -252,14 +374,19 @@ def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], refe
     return bins, False
 
 
-def _classify(name: str, candidate: DatasetView, cand_files: list, blobs: BlobStore, batch: int) -> dict:
-    """Predicted class of every candidate file by the operator's TorchScript classifier (loaded once)."""
+def _classify(name: str, candidate: DatasetView, cand_files: list, blobs: BlobStore, batch: int,
+              checkpoint: Callable[[], None] = lambda: None) -> dict:
+    """Predicted class of every candidate file by the operator's TorchScript classifier (loaded once); a cancel
+    is seen between batches."""
     classifier = get_runtime(get_settings()).classifier(name)
     start = 0
     for part in chunks(candidate.files or [], FILES_PER_CHUNK):  # bounded memory, as for embedding
         waves = [load_wave(entry, blobs, classifier.sample_rate) for entry in part]
-        for file, label in zip(cand_files[start:start + len(part)], classifier.predict(waves, batch), strict=True):
-            file.predicted = label
+        for offset in range(0, len(waves), batch):
+            checkpoint()
+            labels = classifier.predict(waves[offset:offset + batch], batch)
+            for file, label in zip(cand_files[start + offset:start + offset + len(labels)], labels, strict=True):
+                file.predicted = label
         start += len(part)
     return classifier.provenance()
 

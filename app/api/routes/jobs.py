@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from app import quota
 from app.api.deps import ClientDep, RedisDep, SettingsDep
 from app.api.problems import errors
-from app.jobs import cancel_job, create_job, get_job, list_jobs
+from app.jobs import cancel_job, create_job, get_job_json, list_jobs
 from soundcheck.jobspec import JobCreate, JobView
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -28,11 +28,12 @@ def read_jobs(redis: RedisDep, settings: SettingsDep, limit: Annotated[int, Quer
 
 
 @router.get("/{job_id}", response_model=JobView, responses=errors(404, 503))
-def read_job(job_id: str, redis: RedisDep, settings: SettingsDep) -> JobView:
-    view = get_job(redis, settings, job_id)
-    if view is None:
+def read_job(job_id: str, redis: RedisDep) -> Response:
+    """The stored record as is (written by JobView itself): one Redis read, no re-validation of a large result."""
+    body = get_job_json(redis, job_id)
+    if body is None:
         raise HTTPException(404, f"job {job_id!r} not found")
-    return view
+    return Response(body, media_type="application/json")
 
 
 @router.delete("/{job_id}", status_code=202, response_model=JobView, responses=errors(404, 409, 503))
