@@ -3,8 +3,9 @@
 One Redis sorted set per client holds the ids of the jobs it posted (score: time). A POST counts the members whose
 job record is still queued or running, in one MGET, and drops the rest; the check and the reservation are one
 WATCH/MULTI transaction, so parallel POSTs cannot overshoot. Nothing has to remember to decrement a counter when a
-job ends: a finished, failed, canceled or vanished job simply stops counting. Only at the cap are the client's
-jobs reconciled with RQ (a job whose worker died is failed then), so a dead worker cannot lock a client out.
+job ends: a finished, failed, canceled or vanished job simply stops counting. A job whose worker died is retried
+or failed by the live workers' maintenance (soundcheck.queueing), so a dead worker cannot lock a client out for
+longer than its attempts take.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from app.jobs import get_job
 from soundcheck.jobspec import JobView
 from soundcheck.jobstore import JOB_KEY, TERMINAL
 from soundcheck.settings import Settings
@@ -88,13 +88,7 @@ def admit(redis: Redis, settings: Settings, client: str, create: Callable[[], Jo
     if limit <= 0:
         return create()
     key = QUOTA_KEY.format(client)
-    try:
-        reservation = reserve(redis, client, limit)
-    except QuotaExceeded:
-        for member in redis.zrange(key, 0, -1):  # at the cap only: fail the jobs whose worker died, then recount
-            if not member.startswith(PENDING.encode()):
-                get_job(redis, settings, member.decode())
-        reservation = reserve(redis, client, limit)
+    reservation = reserve(redis, client, limit)
     try:
         view = create()
     except BaseException:

@@ -298,11 +298,9 @@ def test_job_cap_per_token_with_retry_after(secured: Live, redis_server: str) ->
     assert _post_job(secured, _auth(NEW), ds).status_code == 202
     _problem(_post_job(secured, _auth(NEW), ds), 429)
 
-    # a job whose worker died counts until reconciled; at the cap it is, so it cannot lock the client out
-    JobStore(redis).start(accepted[1].json()["id"], "ghost-worker")
+    # a job that fails (as the workers' maintenance fails a dead worker's job after its attempts) stops counting
+    JobStore(redis).fail(accepted[1].json()["id"], "the worker died (test)")
     assert _post_job(secured, _auth(NEW), ds).status_code == 202
-    ghost = httpx.get(f"{secured.url}/v1/jobs/{accepted[1].json()['id']}", headers=_auth(NEW)).json()
-    assert ghost["status"] == "failed" and "ghost-worker" in ghost["error"]
 
     # the quota set holds only unfinished jobs, and no token in the clear
     keys = [k.decode() for k in redis.scan_iter(QUOTA_KEY.format("*"))]
@@ -385,6 +383,9 @@ def test_openapi_declares_problem_json_for_every_error(secured: Live) -> None:
             if "requestBody" in op:
                 assert {"400", "413", "422"} <= codes, (method, path)
             for code, response in op["responses"].items():
+                if path == "/v1/health" and code == "503":  # a health report (status: degraded), by design
+                    assert list(response["content"]) == ["application/json"]
+                    continue
                 if int(code) >= 400:
                     assert list(response["content"]) == [PROBLEM], (method, path, code)
     assert "429" in doc["paths"]["/v1/jobs"]["post"]["responses"]

@@ -19,7 +19,15 @@ from soundcheck.queueing import live_workers
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", responses={503: {"description": "Redis is down: status `degraded`, with Retry-After"}})
+#: The degraded answer is a health report (``status: "degraded"``), not a problem: load balancers read it as such.
+DEGRADED = {503: {"description": "Redis is down: status `degraded`, with Retry-After",
+                  "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+                  "content": {"application/json": {"schema": {"type": "object",
+                                                               "properties": {"status": {"const": "degraded"}},
+                                                               "required": ["status"]}}}}}
+
+
+@router.get("/health", responses=DEGRADED)
 def health(redis: RedisDep, settings: SettingsDep, authorized: AuthorizedDep) -> Any:
     try:
         redis.ping()
