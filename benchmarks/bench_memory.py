@@ -93,15 +93,16 @@ print(json.dumps({"peak_kb": peak_kb(), "before_kb": before, "fad": view.result[
 """
 
 
-def run_job(env: dict[str, str], redis_url: str, data_dir: Path, ref: str, cand: str) -> dict:
+def run_job(env: dict[str, str], redis_url: str, data_dir: Path, ref: str, cand: str, code: str) -> dict:
     from redis import Redis
 
     client = Redis.from_url(redis_url)
     for key in client.scan_iter("sc:stats:*"):  # cold: our own Redis, our own keys
         client.delete(key)
     shutil.rmtree(data_dir / "embeddings", ignore_errors=True)
+    # cwd = the checkout: `python -c` puts the working directory first on sys.path
     done = subprocess.run([sys.executable, "-c", CHILD, ref, cand], env=env, capture_output=True, text=True,
-                          check=False, timeout=3600)
+                          check=False, timeout=3600, cwd=code)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -145,7 +146,7 @@ def main() -> None:
         runs: dict[str, list[dict]] = {"small": [], "large": []}
         for _ in range(args.repeats):
             for which, ds in (("small", small), ("large", large)):
-                runs[which].append(run_job(env, url, root / "data", ds, cand))
+                runs[which].append(run_job(env, url, root / "data", ds, cand, code))
         peak = {k: statistics.median(r["peak_kb"] for r in v) / 1024 for k, v in runs.items()}
         before = {k: statistics.median(r["before_kb"] for r in v) / 1024 for k, v in runs.items()}
         ratio = peak["large"] / peak["small"]
@@ -153,7 +154,7 @@ def main() -> None:
               f"files, mel, FAD (default options), cold caches, median of {args.repeats}; code: {code}")
         for which in ("small", "large"):
             stages = runs[which][-1]["stages"]
-            parts = ", ".join(f"{k}={v:.2f}s" for k, v in stages.items() if k.startswith("embedding reference"))
+            parts = ", ".join(f"{k}={v:.2f}s" for k, v in stages.items() if k.startswith("embedding"))
             print(f"#   {which}: peak {peak[which]:.1f} MiB (after model load {before[which]:.1f} MiB), "
                   f"fad={runs[which][-1]['fad']:.4f}; {parts}")
         print(f"fad_job_peak_rss_{args.large}_vs_{args.small}_files: ours={peak['large']:.1f}MiB, "
