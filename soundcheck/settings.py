@@ -57,9 +57,10 @@ class Settings(BaseSettings):
         None, gt=0,
         description="Model input rows per forward pass, for every model (unset: each model's measured default: "
         "vggish 16 on CPU / 64 on CUDA, cnn14 1 / 8, yamnet and mel 64). A row is a 0.96 s patch (mel, yamnet, "
-        "vggish) or a 10 s segment (cnn14). vggish and cnn14 always run exactly this many rows, zero-padded, so "
-        "a file's numbers never depend on its neighbours; a value other than their default enters their "
-        "embedding provenance (another cache key). yamnet and mel outputs do not depend on it.",
+        "vggish) or a 10 s segment (cnn14). vggish, cnn14 and yamnet always run exactly this many rows, "
+        "zero-padded, so a file's numbers do not depend on its neighbours (measured bitwise at the defaults; "
+        "at other row counts torch kernels may move values by ~1e-5 relative with a row's position in the pass); "
+        "a value other than the default enters their embedding provenance (another cache key).",
     )
     fanout_chunk_files: int = Field(
         64, gt=0, description="Files per chunk when a large set is embedded by several workers at once."
