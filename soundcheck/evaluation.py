@@ -48,6 +48,12 @@ class FileEmbedding:
     predicted: str | None = None  # set when an operator TorchScript classifier already predicted the class
     sample_rate: int | None = None  # original sample rate of the file
     silent: bool = False
+    #: Set when ``frames`` holds only the file's float64 mean (one row): how many frames made it (streamed sets).
+    n_frames: int | None = None
+
+
+def frame_count(file: FileEmbedding) -> int:
+    return file.n_frames if file.n_frames is not None else len(np.atleast_2d(file.frames))
 
 
 def file_means(frames: Sequence[np.ndarray]) -> np.ndarray:
@@ -117,22 +123,24 @@ class _Context:
 
     def samples(self, metric: str, unit: str) -> tuple[np.ndarray, list[np.ndarray]]:
         """Reference samples and candidate samples per file, in the unit the metric asks for."""
-        ref = self.ref_all(metric)
+        ref = self.ref_all(metric, frames=unit == "frame")
         if unit == "frame":
             return ref, self.cand_frames
         return (self.cached("ref_means", lambda: file_means(self.ref_frames)),
                 self.cached("cand_means", lambda: [m[None, :] for m in file_means(self.cand_frames)]))
 
-    def ref_all(self, metric: str) -> np.ndarray:
+    def ref_all(self, metric: str, frames: bool = True) -> np.ndarray:
         if not self.reference:
             raise MetricInputError(f"{metric} needs the reference embeddings, and none were given")
+        if frames and any(f.n_frames is not None for f in self.reference):
+            raise MetricInputError(f"{metric} needs the reference frames, and only file means were kept")
         return self.cached("ref_all", lambda: np.concatenate(self.ref_frames))
 
     def ref_stats(self) -> GaussianStats:
         def make() -> GaussianStats:
             if self.reference_stats is not None:
                 return self.reference_stats
-            if not self.reference:
+            if not self.reference or any(f.n_frames is not None for f in self.reference):
                 raise MetricInputError("FAD needs reference statistics or reference embeddings, and has neither")
             stats = GaussianStats(self.ref_frames[0].shape[1])
             for frames in self.ref_frames:
@@ -170,7 +178,7 @@ class _Context:
 
     def sizes(self, uses_reference_frames: bool = True) -> dict:
         ref_frames = (self.reference_stats.n if self.reference_stats is not None and not self.reference
-                      else sum(len(f) for f in self.ref_frames))
+                      else sum(frame_count(f) for f in self.reference))
         return {"n_reference": len(self.reference) if self.reference else self.n_reference_files,
                 "n_candidate": len(self.candidate), "frames_reference": int(ref_frames),
                 "frames_candidate": int(sum(len(f) for f in self.cand_frames))}
@@ -380,7 +388,7 @@ def _check_dims(ctx: _Context) -> int:
 def _diagnostics(ctx: _Context, metrics: list[str], dim: int) -> dict:
     out: dict[str, Any] = {"candidate": diag.set_diagnostics([len(f) for f in ctx.cand_frames], dim)}
     if ctx.reference or ctx.reference_stats is None:
-        out["reference"] = diag.set_diagnostics([len(f) for f in ctx.ref_frames], dim)
+        out["reference"] = diag.set_diagnostics([frame_count(f) for f in ctx.reference], dim)
     else:
         out["reference"] = {"files": None, "frames": ctx.reference_stats.n, "dim": dim}
     if FAD_FAMILY & set(metrics):

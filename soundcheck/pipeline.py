@@ -1,10 +1,13 @@
-"""Embed the files of a manifest with a loaded model: cache lookups, decoding, cross-file batching.
+"""Embed the files of a manifest with a loaded model: cache lookups, decoding, then the model's batching.
 
-Used by the worker (and by local CLI runs). Progress is reported through a callback; no Redis here.
+Used by the worker (and by local CLI runs). :func:`embed_stream` yields FileEmbeddings chunk by chunk so the
+worker can fold them into statistics and drop them (soundcheck.streaming); :func:`embed_files` keeps them all.
+Progress is reported through a callback; no Redis here.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -17,9 +20,11 @@ from soundcheck.embeddings.base import Embedded, EmbeddingModel, sha256_file
 from soundcheck.evaluation import FileEmbedding
 from soundcheck.jobspec import FileEntry
 
-#: Files decoded and embedded together; bounds memory while letting patches batch across files.
+#: Files per list yielded by embed_stream (what a consumer holds at once). Batching is the model's Batcher's:
+#: rows are packed across these boundaries, and files are decoded one at a time.
 FILES_PER_CHUNK = 32
-#: ... and at most this much audio per chunk (10 min: ~40 MB of float32 at 16 kHz, ~80 MB at 32 kHz).
+#: Audio per chunk of :func:`chunks` (10 min: ~40 MB of float32 at 16 kHz, ~80 MB at 32 kHz), used where whole
+#: waveforms are held together (the operator classifier).
 SECONDS_PER_CHUNK = 600.0
 
 
@@ -54,37 +59,77 @@ def chunks(items: Sequence[FileEntry], size: int, seconds: float = SECONDS_PER_C
         yield items[start:]
 
 
+def embed_stream(
+    files: Sequence[FileEntry],
+    model: EmbeddingModel,
+    blobs: BlobStore,
+    cache: EmbeddingCache | None,
+    batch_size: int | None = None,
+    on_file: Callable[[int], None] | None = None,
+    timing: dict[str, float] | None = None,
+    chunk_files: int = FILES_PER_CHUNK,
+) -> Iterator[list[FileEmbedding]]:
+    """FileEmbeddings of ``files`` in order, as lists of at most ``chunk_files``; cached files are not decoded.
+
+    Files are decoded one at a time and their model inputs batched across files by the model's one
+    :class:`~soundcheck.embeddings.base.Batcher` (``batch_size`` rows per forward pass, default the model's
+    ``batch_rows``), so a consumer that folds each list and drops it holds one chunk of frames at most.
+    ``timing`` gathers seconds per step: ``cache`` (reads and writes), ``decode`` (read, hash check, decode,
+    resample), ``frontend`` and ``forward`` (the model's own two parts).
+    """
+    hits: set[int] = set()
+
+    def items() -> Iterator[tuple[int, np.ndarray | Embedded]]:
+        for i, entry in enumerate(files):
+            started = time.perf_counter()
+            hit = cache.get(entry.sha256) if cache is not None else None
+            _add(timing, "cache", started)
+            if hit is not None:
+                hits.add(i)
+                yield i, hit
+                continue
+            started = time.perf_counter()
+            wave = load_wave(entry, blobs, model.spec.sample_rate)
+            _add(timing, "decode", started)
+            yield i, wave
+
+    out: list[FileEmbedding] = []
+    for i, emb in model.embed_iter(items(), batch_size, timing):
+        entry = files[i]
+        if i not in hits:
+            if len(emb.frames) == 0:
+                raise audio.AudioError(f"{entry.name}: too short to give one {model.spec.id} frame")
+            if cache is not None:
+                started = time.perf_counter()
+                cache.put(entry.sha256, emb)
+                _add(timing, "cache", started)
+        hits.discard(i)
+        out.append(FileEmbedding(name=entry.name, frames=emb.frames, probs=emb.probs, label=entry.label,
+                                 sample_rate=entry.sample_rate, silent=entry.silent))
+        if len(out) >= chunk_files:
+            if on_file is not None:
+                on_file(len(out))
+            yield out
+            out = []
+    if out:
+        if on_file is not None:
+            on_file(len(out))
+        yield out
+
+
 def embed_files(
     files: Sequence[FileEntry],
     model: EmbeddingModel,
     blobs: BlobStore,
     cache: EmbeddingCache | None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     on_file: Callable[[int], None] | None = None,
+    timing: dict[str, float] | None = None,
 ) -> list[FileEmbedding]:
-    """One FileEmbedding per entry, in order; cached files are not decoded again."""
-    out: list[FileEmbedding] = []
-    for chunk in chunks(files, FILES_PER_CHUNK):
-        found: dict[int, Embedded] = {}
-        todo: list[int] = []
-        for i, entry in enumerate(chunk):
-            hit = cache.get(entry.sha256) if cache is not None else None
-            if hit is not None:
-                found[i] = hit
-            else:
-                todo.append(i)
-        if todo:
-            waves = [load_wave(chunk[i], blobs, model.spec.sample_rate) for i in todo]
-            for i, emb in zip(todo, model.embed(waves, batch_size=batch_size), strict=True):
-                if len(emb.frames) == 0:
-                    raise audio.AudioError(f"{chunk[i].name}: too short to give one {model.spec.id} frame")
-                found[i] = emb
-                if cache is not None:
-                    cache.put(chunk[i].sha256, emb)
-        for i, entry in enumerate(chunk):
-            emb = found[i]
-            out.append(FileEmbedding(name=entry.name, frames=emb.frames, probs=emb.probs, label=entry.label,
-                                     sample_rate=entry.sample_rate, silent=entry.silent))
-        if on_file is not None:
-            on_file(len(chunk))
-    return out
+    """One FileEmbedding per entry, in order, all in memory (see :func:`embed_stream` to fold instead)."""
+    return [f for chunk in embed_stream(files, model, blobs, cache, batch_size, on_file, timing) for f in chunk]
+
+
+def _add(timing: dict[str, float] | None, stage: str, started: float) -> None:
+    if timing is not None:
+        timing[stage] = timing.get(stage, 0.0) + time.perf_counter() - started

@@ -55,8 +55,17 @@ class Settings(BaseSettings):
         None, description="Models the worker loads at start (default: mel + every model whose weights exist)."
     )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    torch_threads: int = Field(0, ge=0, description="torch.set_num_threads in the worker (0 = all cores).")
-    batch_size: int = Field(64, gt=0, description="Model input patches per forward pass.")
+    torch_threads: int = Field(0, ge=0, description="Threads of the worker's model runtimes: torch.set_num_threads "
+                               "and onnxruntime intra-op threads (YAMNet); 0 = every core this process may use.")
+    batch_size: int | None = Field(
+        None, gt=0,
+        description="Model input rows per forward pass, for every model (unset: each model's measured default: "
+        "vggish 16 on CPU / 64 on CUDA, cnn14 1 / 8, yamnet and mel 64). A row is a 0.96 s patch (mel, yamnet, "
+        "vggish) or a 10 s segment (cnn14). vggish, cnn14 and yamnet always run exactly this many rows, "
+        "zero-padded, so a file's numbers do not depend on its neighbours (measured bitwise at the defaults; "
+        "at other row counts torch kernels may move values by ~1e-5 relative with a row's position in the pass); "
+        "a value other than the default enters their embedding provenance (another cache key).",
+    )
     fanout_chunk_files: int = Field(
         64, gt=0, description="Files per chunk when a large set is embedded by several workers at once."
     )
@@ -224,7 +233,12 @@ class Settings(BaseSettings):
         return self.model_dir
 
     def effective_threads(self) -> int:
-        return self.torch_threads or (os.cpu_count() or 1)
+        if self.torch_threads:
+            return self.torch_threads
+        try:
+            return len(os.sched_getaffinity(0))  # the cores this process may use (containers, taskset)
+        except AttributeError:  # not Linux
+            return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)

@@ -47,7 +47,7 @@ def helpers_for(redis: Redis, model_id: str, me: str) -> int:
 
 def embed_dataset_fanned(
     redis: Redis, job_id: str, dataset_id: str, files: Sequence[FileEntry], model: EmbeddingModel, emb_key: str,
-    blobs: BlobStore, cache: EmbeddingCache, batch_size: int, me: str, chunk_files: int,
+    blobs: BlobStore, cache: EmbeddingCache, batch_size: int | None, me: str, chunk_files: int,
     on_files: Callable[[int], None], on_wait: Callable[[], None],
 ) -> None:
     """Make sure every file of ``files`` is in ``cache``: offer chunks to helpers, embed the unclaimed ones."""

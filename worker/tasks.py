@@ -6,7 +6,7 @@ import ctypes
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from redis import Redis
@@ -34,13 +34,14 @@ from soundcheck.jobspec import SIGNAL_METRICS, DatasetView, JobCreate
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
 from soundcheck.metrics import GaussianStats
 from soundcheck.metrics.coverage import NdbBins
-from soundcheck.pipeline import FILES_PER_CHUNK, InputChanged, chunks, embed_files, load_wave
+from soundcheck.pipeline import FILES_PER_CHUNK, InputChanged, chunks, embed_stream, load_wave
 from soundcheck.provenance import (
     ndb_bins_key,
     reference_stats_key,
     result_provenance,
 )
 from soundcheck.settings import get_settings
+from soundcheck.streaming import KEEP_STATS, SetFold, reference_keep
 from worker.fanout import embed_dataset_fanned, helpers_for
 from worker.runtime import get_runtime
 from worker.stats_cache import StatsCache
@@ -300,26 +301,29 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     cache = EmbeddingCache(settings.embedding_cache_dir, emb_key)
     stats_cache = StatsCache(redis)
     stats_key = reference_stats_key(reference.id, emb_key)
-    batch = settings.batch_size
+    batch = settings.batch_size or 64  # operator classifiers: plain batches, 64 rows unless set
+    keep = reference_keep(metrics, spec.options)  # what of the reference the metrics read (soundcheck.streaming)
 
     cached_stats = stats_cache.get(stats_key)
     ref_stats = GaussianStats.from_bytes(cached_stats) if cached_stats is not None else None
-    ref_files = []
-    if set(metrics) <= STATS_ONLY and ref_stats is not None:
+    ref_files: list[FileEmbedding] = []
+    if keep == KEEP_STATS and ref_stats is not None:
         reporter.advance(len(reference.files or []))
     else:
         reporter.set_stage("waiting for the reference (another worker is embedding it)")
         # one worker embeds a reference at a time; the others wait, then reuse its cached embeddings
         with stats_cache.lock(stats_key, on_wait=reporter.flush):
             reporter.set_stage("embedding reference")
-            ref_files = _embed(redis, job_id, reference, model, emb_key, blobs, cache, reporter)
-            if ref_stats is None:
-                ref_stats = GaussianStats(model.spec.dim)
-                for f in ref_files:
-                    ref_stats.update(f.frames)
+            ref_files, ref_stats = _fold_reference(redis, job_id, reference, model, emb_key, blobs, cache, reporter,
+                                                   keep, ref_stats)
+            if cached_stats is None:
                 stats_cache.put(stats_key, ref_stats.to_bytes())
     reporter.set_stage("embedding candidate")
-    cand_files = _embed(redis, job_id, candidate, model, emb_key, blobs, cache, reporter)
+    # every embedding metric reads the candidate's frames (FAD: its statistics, bootstrap, per-file and subset FAD)
+    timing: dict[str, float] = {}
+    cand_files = [f for chunk in _embed(redis, job_id, candidate, model, emb_key, blobs, cache, reporter, timing)
+                  for f in chunk]
+    _record_timing(reporter, "embedding candidate", timing)
     classifier_prov = None
     if "accuracy" in metrics and spec.options.accuracy.classifier:
         reporter.set_stage(f"classifying with {spec.options.accuracy.classifier}")
@@ -334,6 +338,7 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
                                kad_max_frames=settings.kad_max_frames)
     cache_info = part.setdefault("diagnostics", {}).setdefault("cache", {})
     cache_info["reference_stats"] = "hit" if cached_stats is not None else "miss"
+    part["diagnostics"]["reference_kept"] = keep
     if bins is not None:
         cache_info["ndb_bins"] = "hit" if bins_hit else "miss"
     if classifier_prov is not None:
@@ -341,17 +346,39 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     return emb_prov, part
 
 
+def _fold_reference(redis: Redis, job_id: str, reference: DatasetView, model: EmbeddingModel, emb_key: str,
+                    blobs: BlobStore, cache: EmbeddingCache, reporter: Reporter, keep: str,
+                    ref_stats: GaussianStats | None) -> tuple[list[FileEmbedding], GaussianStats]:
+    """Stream the reference through the model, chunk by chunk, into its statistics (unless cached) and the files
+    in the form ``keep`` says; frames that no metric reads are dropped as each chunk is folded."""
+    timing: dict[str, float] = {}
+    fold = SetFold(keep, GaussianStats(model.spec.dim) if ref_stats is None else None)
+    fold.consume(_embed(redis, job_id, reference, model, emb_key, blobs, cache, reporter, timing))
+    timing["statistics"] = fold.seconds
+    _record_timing(reporter, "embedding reference", timing)
+    return fold.files, ref_stats if ref_stats is not None else fold.stats  # type: ignore[return-value]
+
+
+def _record_timing(reporter: Reporter, stage: str, timing: dict[str, float]) -> None:
+    """Parts of an embedding stage as ``timing_s.stages["<stage>: decode|frontend|forward|cache|statistics"]``."""
+    for part, seconds in timing.items():
+        key = f"{stage}: {part}"
+        reporter.durations[key] = round(reporter.durations.get(key, 0.0) + seconds, 4)
+
+
 def _embed(redis: Redis, job_id: str, dataset: DatasetView, model: EmbeddingModel, emb_key: str, blobs: BlobStore,
-           cache: EmbeddingCache, reporter: Reporter) -> list[FileEmbedding]:
-    """Embeddings of every file of a set; a large set is shared out to idle workers with the same model."""
+           cache: EmbeddingCache, reporter: Reporter, timing: dict[str, float] | None = None
+           ) -> Iterator[list[FileEmbedding]]:
+    """Embeddings of every file of a set, chunk by chunk (``pipeline.embed_stream``); a large set is first shared
+    out to idle workers with the same model, then read back from the cache."""
     settings = get_settings()
     files = dataset.files or []
     me = reporter.rq_job.worker_name if reporter.rq_job is not None and reporter.rq_job.worker_name else "local"
     if len(files) > settings.fanout_chunk_files and helpers_for(redis, model.spec.id, me) > 0:
         embed_dataset_fanned(redis, job_id, dataset.id, files, model, emb_key, blobs, cache, settings.batch_size,
                              me, settings.fanout_chunk_files, reporter.advance, reporter.flush)
-        return embed_files(files, model, blobs, cache, settings.batch_size)  # all cached now: a read
-    return embed_files(files, model, blobs, cache, settings.batch_size, reporter.advance)
+        return embed_stream(files, model, blobs, cache, timing=timing)  # all cached now: a read
+    return embed_stream(files, model, blobs, cache, on_file=reporter.advance, timing=timing)
 
 
 def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], reference_id: str, emb_key: str,

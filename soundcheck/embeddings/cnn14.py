@@ -12,7 +12,8 @@ PANNs is run on a clip), zero-padded at the end to 1 s if shorter (CNN14 needs >
 gives 10 s segments every 10 s and, when at least 5 s are left after the last one, a final 10 s segment that
 ends with the file (it overlaps the previous one): every segment of a long file has the 10 s of context CNN14
 was trained on, and all of them have one length. Each input row is ``[valid_samples, samples padded to
-10 s...]``; :meth:`Cnn14Embedding.forward` runs rows of equal length together, in chunks of a fixed size.
+10 s...]``; only rows of equal length share a forward pass (:meth:`Cnn14Embedding.input_groups`), in passes of
+a fixed row count (the Batcher pads).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from soundcheck.embeddings.base import EmbeddingModel
-from soundcheck.embeddings.frontend import fixed_size_chunks
 from soundcheck.embeddings.registry import AUDIOSET_LABELS, CNN14_WEIGHTS, SPECS, find_weight, load_weight_file
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ FRAMING = {
     "segment_s": 10.0, "segment_hop_s": 10.0, "min_tail_s": 5.0, "tail": "last 10 s of the file",
     "short_file": "whole file (<= 10 s), zero-padded to 1 s",
 }
-# Rows per forward pass, always this many (zero-padded): a row's numbers never depend on the batch size.
+# Default rows per forward pass (SOUNDCHECK_BATCH_SIZE overrides), always this many (zero-padded by the Batcher):
+# a row's numbers never depend on the batch size.
 CHUNK_CPU = 1  # measured: batching 10 s rows gains <20% on CPU, padding a lone row to 2 costs 2x
 CHUNK_CUDA = 8
 
@@ -175,6 +176,7 @@ class Cnn14Embedding(EmbeddingModel):
 
     spec = SPEC
     frontend_version = "1"
+    pads_batches = True  # torch CPU/CUDA kernels are chosen by batch shape
 
     def __init__(self, model_dir: Path, device: str = "cpu") -> None:
         super().__init__(model_dir, device)
@@ -210,19 +212,27 @@ class Cnn14Embedding(EmbeddingModel):
     def frontend(self, wave: np.ndarray) -> np.ndarray:
         return segment_rows(wave)
 
+    @property
+    def default_batch_rows(self) -> int:
+        return self.chunk
+
+    def input_groups(self, inputs: np.ndarray) -> np.ndarray:
+        """The valid sample count of each row: rows of one length share a pass (no padding inside a row)."""
+        return inputs[:, 0].astype(np.int64)
+
     def forward(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One pass per length present (the Batcher gives one; zero rows of padding have length 0)."""
         lengths = inputs[:, 0].astype(np.int64)
         embeddings = np.zeros((len(inputs), SPEC.dim), dtype=np.float32)
         probs = np.zeros((len(inputs), SPEC.n_classes), dtype=np.float32)
-        with torch.inference_mode():
-            for length in np.unique(lengths):
-                rows = np.flatnonzero(lengths == length)
-                waves = np.ascontiguousarray(inputs[rows, 1:1 + length], dtype=np.float32)
-                done = 0
-                for chunk, n_real in fixed_size_chunks(waves, self.chunk):
-                    emb, prob = self.network(torch.from_numpy(chunk).to(self.torch_device))
-                    part = rows[done:done + n_real]
-                    embeddings[part] = emb[:n_real].float().cpu().numpy()
-                    probs[part] = prob[:n_real].float().cpu().numpy()
-                    done += n_real
+        real = lengths > 0
+        length = int(lengths[real].max()) if real.any() else 0
+        if length and np.any(lengths[real] != length):
+            raise ValueError("cnn14 forward got rows of different lengths; group them with input_groups")
+        if length:
+            waves = np.ascontiguousarray(inputs[:, 1:1 + length], dtype=np.float32)
+            with torch.inference_mode():
+                emb, prob = self.network(torch.from_numpy(waves).to(self.torch_device))
+            embeddings[real] = emb.float().cpu().numpy()[real]
+            probs[real] = prob.float().cpu().numpy()[real]
         return embeddings, probs

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from soundcheck.embeddings.base import EmbeddingModel
-from soundcheck.embeddings.frontend import fixed_size_chunks, log_mel_spectrogram, patches
+from soundcheck.embeddings.frontend import log_mel_spectrogram, patches
 from soundcheck.embeddings.registry import SPECS, VGGISH_PCA, VGGISH_WEIGHTS, find_weight, load_weight_file
 
 FRONTEND = {
@@ -39,7 +39,8 @@ FRONTEND = {
 _MIN_SAMPLES = 400 - 160 + 96 * 160  # one 96-frame example: 15600 samples
 _CONV_CHANNELS = ((64,), (128,), (256, 256), (512, 512))  # conv groups, each followed by a 2x2 max pool
 QUANTIZE_RANGE = (-2.0, 2.0)
-# Examples per forward pass, always this many (zero-padded): a row's numbers never depend on the batch size.
+# Default examples per forward pass (SOUNDCHECK_BATCH_SIZE overrides), always this many (zero-padded by the
+# Batcher): a row's numbers never depend on the batch size.
 CHUNK_CPU = 16  # measured per example on 2 cores: 8 rows 21.6 ms, 16 rows 19.4 ms, torchvggish at 64 18.2 ms
 CHUNK_CUDA = 64
 
@@ -108,6 +109,7 @@ class VggishEmbedding(EmbeddingModel):
     spec = SPECS["vggish"]
     frontend_version = "1"
     postprocess = False
+    pads_batches = True  # torch CPU/CUDA kernels are chosen by batch shape
 
     def __init__(self, model_dir: Path, device: str = "cpu") -> None:
         super().__init__(model_dir, device)
@@ -124,6 +126,10 @@ class VggishEmbedding(EmbeddingModel):
             self.weights.append(pca)
             self.quantizer = PcaQuantizer(*load_pca_params(Path(pca.path))).to(self.torch_device).eval()
 
+    @property
+    def default_batch_rows(self) -> int:
+        return self.chunk
+
     def frontend_params(self) -> dict[str, Any]:
         return {**FRONTEND, "final_relu": True, "postprocess": "pca+clip+uint8" if self.postprocess else "none"}
 
@@ -132,14 +138,11 @@ class VggishEmbedding(EmbeddingModel):
 
     def forward(self, inputs: np.ndarray) -> tuple[np.ndarray, None]:
         examples = np.ascontiguousarray(inputs, dtype=np.float32).reshape(-1, 1, 96, 64)
-        out = []
         with torch.inference_mode():
-            for chunk, n_real in fixed_size_chunks(examples, self.chunk):
-                embedding = self.network(torch.from_numpy(chunk).to(self.torch_device))
-                if self.quantizer is not None:
-                    embedding = self.quantizer(embedding)
-                out.append(embedding[:n_real].float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 128), np.float32), None
+            embedding = self.network(torch.from_numpy(examples).to(self.torch_device))
+            if self.quantizer is not None:
+                embedding = self.quantizer(embedding)
+            return embedding.float().cpu().numpy(), None
 
 
 class VggishPcaEmbedding(VggishEmbedding):
