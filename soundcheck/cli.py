@@ -342,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (exc.name or "").split(".")[0] not in SERVICE_PACKAGES:
             raise
         console.print(f"[red]error:[/] `soundcheck {args.command}` needs the service's packages ({exc.name} is not "
-                      "installed): pip install 'soundcheck[all]'. The light install talks to a running service: "
+                      "installed): pip install 'soundcheck\\[all]'. The light install talks to a running service: "
                       "`soundcheck --url URL eval|datasets|jobs ...`, or soundcheck.client in Python.", soft_wrap=True)
         return 3
 
