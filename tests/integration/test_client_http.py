@@ -22,7 +22,7 @@ from soundcheck.client import AsyncClient, Client, ServiceUnreachable, Soundchec
 from soundcheck.jobspec import DatasetView, JobView
 from soundcheck.retry import RetryPolicy
 from soundcheck.serve import Service
-from tests.conftest import free_port
+from tests.conftest import free_port, make_settings
 
 NOW = "2026-12-01T08:00:00Z"
 JOB = {"id": "j1", "status": "queued", "progress": {"done": 0, "total": 0, "stage": "queued"},
@@ -222,3 +222,22 @@ def test_async_and_sync_clients_agree_on_the_real_service(service: Service, exam
     assert adone.result["metrics"]["fad"]["value"] == done.result["metrics"]["fad"]["value"]
     assert {ref.id, cand.id} <= {d.id for d in datasets} and all(isinstance(d, DatasetView) for d in datasets)
     assert {done.id, adone.id} <= {j.id for j in jobs}
+
+
+def test_an_upload_the_api_refuses_early_gets_its_413_not_retries(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The api answers 413 from the Content-Length without reading the body: the client must report that answer,
+    not treat the unread rest of the upload as a broken connection and send the file again."""
+    monkeypatch.setenv("SOUNDCHECK_MAX_UPLOAD_BYTES", str(2**20))  # the api process reads it from the environment
+    svc = Service(make_settings(f"redis://127.0.0.1:{free_port()}/0", tmp_path / "svc", max_upload_bytes=2**20))
+    big = tmp_path / "big.zip"
+    big.write_bytes(os.urandom(16 * 2**20))
+    calls: list[int] = []
+    try:
+        svc.start(n_workers=0, quiet=True)
+        with Client(svc.url) as sc, pytest.raises(SoundcheckError) as caught:
+            sc.upload(big, on_upload_progress=lambda sent, total: calls.append(sent))
+    finally:
+        svc.stop()
+    assert caught.value.status == 413 and "SOUNDCHECK_MAX_UPLOAD_BYTES" in caught.value.detail
+    assert all(later >= earlier for earlier, later in zip(calls, calls[1:], strict=False))  # never rewound: sent once
