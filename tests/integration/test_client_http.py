@@ -241,3 +241,15 @@ def test_an_upload_the_api_refuses_early_gets_its_413_not_retries(tmp_path: Path
         svc.stop()
     assert caught.value.status == 413 and "SOUNDCHECK_MAX_UPLOAD_BYTES" in caught.value.detail
     assert all(later >= earlier for earlier, later in zip(calls, calls[1:], strict=False))  # never rewound: sent once
+
+
+def test_deletes_are_idempotent_and_retried_after_a_gateway_error(scripted: Scripted) -> None:
+    bad_gateway = (502, {}, {"title": "Bad Gateway", "detail": "upstream reset"})
+    scripted.plan[("DELETE", "/v1/jobs/j1")] = [bad_gateway, (202, {}, {**JOB, "status": "failed"})]
+    scripted.plan[("DELETE", "/v1/datasets/d1")] = [bad_gateway, (204, {}, None)]
+    scripted.plan[("POST", "/v1/datasets/register")] = [bad_gateway, (201, {}, {**DATASET, "source": "path"})]
+    with Client(scripted.url, retry=FAST) as sc:
+        assert sc.cancel("j1").status == "failed"
+        assert sc.delete_dataset("d1") is None
+        assert sc.register("/datasets/x").source == "path"  # content-addressed: repeating it is harmless
+    assert [s["method"] for s in scripted.seen] == ["DELETE"] * 4 + ["POST"] * 2
