@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from soundcheck.jobspec import DatasetView, JobCreate, JobView
-from soundcheck.retry import Attempts, RetryPolicy
+from soundcheck.retry import NOT_SENT, Attempts, RetryPolicy
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: Copies of soundcheck.datastore's and soundcheck.jobstore's constants (those modules need redis and numpy);
@@ -72,9 +72,11 @@ def _raise_for_problem(response: httpx.Response) -> None:
 
 def _unreachable(base_url: str, method: str, path: str, attempts: Attempts, exc: Exception) -> ServiceUnreachable:
     what = type(exc).__name__
+    hint = (" It may have been done: look (GET) before sending it again." if not attempts.idempotent and
+            not isinstance(exc, NOT_SENT) else " Is the soundcheck api running there (`soundcheck serve`)?")
     return ServiceUnreachable(f"{method} {base_url}{path} got no answer ({what}: {exc}) after {attempts.tries} "
                               f"attempt(s) in {attempts.elapsed_s:.1f} s; stopped because {attempts.gave_up_because}."
-                              " Is the soundcheck api running there (`soundcheck serve`)?")
+                              + hint)
 
 
 def _audio_files(directory: Path) -> list[Path]:

@@ -60,6 +60,9 @@ class Scripted:
                                     "at": time.monotonic()})
                 answers = script.plan[(self.command, path)]
                 status, headers, body = answers.pop(0) if len(answers) > 1 else answers[0]
+                if status == 0:  # hang up without an answer, after the request was read
+                    self.close_connection = True
+                    return
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 for key, value in {"Content-Type": "application/json", **headers}.items():
@@ -253,3 +256,14 @@ def test_deletes_are_idempotent_and_retried_after_a_gateway_error(scripted: Scri
         assert sc.delete_dataset("d1") is None
         assert sc.register("/datasets/x").source == "path"  # content-addressed: repeating it is harmless
     assert [s["method"] for s in scripted.seen] == ["DELETE"] * 4 + ["POST"] * 2
+
+
+def test_a_job_post_whose_connection_breaks_after_sending_is_not_repeated(scripted: Scripted) -> None:
+    scripted.plan[("POST", "/v1/jobs")] = [(0, {}, None)]
+    with Client(scripted.url, retry=FAST) as sc, pytest.raises(ServiceUnreachable) as caught:
+        sc.submit("a", "b")
+    assert len(scripted.times("POST", "/v1/jobs")) == 1  # the api read it: a second POST could make a second job
+    assert "may already have been processed" in str(caught.value) and "look (GET)" in str(caught.value)
+    scripted.plan[("GET", "/v1/jobs/j1")] = [(0, {}, None), (200, {}, JOB)]
+    with Client(scripted.url, retry=FAST) as sc:
+        assert sc.job("j1").id == "j1"  # a GET is repeated after the same hang-up

@@ -30,11 +30,28 @@ def _expand(extra: str) -> set[str]:
     return names
 
 
+def _optional(tree: ast.AST) -> set[int]:
+    """ids of import nodes inside `try: ... except ImportError` (an optional package, e.g. a GPU-only one)."""
+    guarded = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+                isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+                or isinstance(h.type, ast.Tuple) and any(getattr(e, "id", "") in ("ImportError", "ModuleNotFoundError")
+                                                         for e in h.type.elts)
+                for h in node.handlers):
+            guarded |= {id(inner) for stmt in node.body for inner in ast.walk(stmt)}
+    return guarded
+
+
 def _imported_top_levels() -> set[str]:
     tops = set()
     for package in ("soundcheck", "app", "worker"):
         for path in (ROOT / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            tree = ast.parse(path.read_text(), str(path))
+            optional = _optional(tree)
+            for node in ast.walk(tree):
+                if id(node) in optional:
+                    continue
                 if isinstance(node, ast.Import):
                     tops |= {alias.name.split(".")[0] for alias in node.names}
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
