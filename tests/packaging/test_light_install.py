@@ -29,9 +29,18 @@ def _run(cmd: list[str | Path], **kwargs: object) -> subprocess.CompletedProcess
                           timeout=600, **kwargs)
 
 
+def _has_setuptools_68() -> bool:
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    return int(setuptools.__version__.split(".")[0]) >= 68  # pyproject's build-system requirement
+
+
 @pytest.fixture(scope="module")
 def light_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with only `pip install soundcheck` in it, built from a copy of this tree (no build/ in the source)."""
+    """A venv with only `pip install soundcheck[client]` (= the base install), from a wheel of a copy of this tree
+    (building in place would leave build/ and egg-info in the source)."""
     root = tmp_path_factory.mktemp("light")
     src = root / "src"
     src.mkdir()
@@ -40,15 +49,16 @@ def light_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for package in ("soundcheck", "app", "worker"):
         shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = root / "wheels"
-    built = _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", wheels,
-                  src])
+    # quicker with the build backend already here; otherwise pip fetches setuptools from PyPI for the build
+    isolation = ["--no-build-isolation"] if _has_setuptools_68() else []
+    built = _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation, "-w", wheels, src])
     assert built.returncode == 0, built.stderr[-3000:]
     venv = root / "venv"
     created = _run([sys.executable, "-m", "venv", venv])
     assert created.returncode == 0, created.stderr
     wheel = next(wheels.glob("soundcheck-*.whl"))
     installed = _run([venv / "bin/python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                      "-c", src / "constraints.txt", wheel])
+                      "-c", src / "constraints.txt", f"{wheel}[client]"])  # the issue's `soundcheck[client]`
     assert installed.returncode == 0, installed.stderr[-3000:]
     return venv
 
