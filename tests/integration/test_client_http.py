@@ -193,6 +193,7 @@ def test_a_large_upload_streams_from_disk_with_progress_and_restarts_on_retry(sc
     assert len(restarts) == 1  # the retry rewound the file; within each attempt the count only grows
     assert calls[restarts[0] - 1][0] == calls[-1][0] == size
     assert len(calls) >= 2 * size // (64 * 2**10)  # httpx reads 64 KiB chunks: one report per chunk
+    print(f"upload of {size} bytes: tracemalloc peak {peak} bytes, {len(calls)} progress calls")
     assert peak < size / 4, f"upload held {peak} bytes in Python memory for a {size}-byte file"
 
 
