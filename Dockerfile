@@ -11,7 +11,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY soundcheck ./soundcheck
 COPY app ./app
 COPY worker ./worker
-RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--extra-index-url ${TORCH_INDEX_URL}} -c constraints.txt . \
+RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--extra-index-url ${TORCH_INDEX_URL}} -c constraints.txt '.[all]' \
     && useradd --create-home --uid 1000 soundcheck && mkdir -p /data /models && chown soundcheck /data
 USER soundcheck
 ENV SOUNDCHECK_DATA_DIR=/data \

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Install soundcheck with its test dependencies into .venv and run the whole test suite.
+# `.[test]` = `.[all]` (api, worker, embedded Redis) + the test tools and reference packages.
 # Works on a fresh machine: Python 3.11 + pip; as root it also installs Debian's chromium for browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."

