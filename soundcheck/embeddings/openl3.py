@@ -1,6 +1,6 @@
 """`openl3-*`: OpenL3 audio embeddings (Cramer et al. 2019), mel256, with the torchopenl3 1.0.1 weight layout.
 
-The network is ours; its state-dict keys and shapes are those of torchopenl3's ``PytorchOpenl3`` (62 tensors:
+The network is ours; its state-dict keys and shapes are those of torchopenl3's ``PytorchOpenl3`` (59 entries:
 ``batch_normalization_1..8``, ``conv2d_1..7``, ``audio_embedding_layer`` and the front-end buffers
 ``speclayer.dft_real_kernels`` / ``dft_imag_kernels`` / ``mel_basis``), so the published
 ``torchopenl3_mel256_<content>_<size>.pth.tar`` files load unchanged.

@@ -88,7 +88,7 @@ OPENL3_WEIGHTS = {
         name=f"torchopenl3_mel256_{content}_{size}.pth.tar",
         sha256=None,  # torchopenl3 publishes no checksum: the sha256 found is recorded in provenance
         url=f"{_OPENL3_URL}torchopenl3_mel256_{content}_{size}.pth.tar",
-        description=f"OpenL3 mel256 {content} {size}-d, torchopenl3 1.0.1 state dict (62 tensors, with speclayer.*)",
+        description=f"OpenL3 mel256 {content} {size}-d, torchopenl3 1.0.1 state dict (59 entries, with speclayer.*)",
     )
     for content in ("music", "env") for size in (512, 6144)
 }
