@@ -16,15 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchopenl3
-from torchopenl3.models import PytorchOpenl3
-from torchopenl3.utils import preprocess_audio_batch
 
-from soundcheck.embeddings import registry
-from soundcheck.embeddings.openl3 import OpenL3Network, log_mel_windows, window_rows
+torchopenl3 = pytest.importorskip("torchopenl3", reason="reference package: pip install --no-deps torchopenl3==1.0.1 "
+                                  "(scripts/test.sh does; its resampy<0.3 pin conflicts with the test extra)")
+from torchopenl3.models import PytorchOpenl3  # noqa: E402
+from torchopenl3.utils import preprocess_audio_batch  # noqa: E402
 
-from .conftest import he_init_, noise, tone, trust
-from .test_batching import assert_batch_size_independent
+from soundcheck.embeddings import registry  # noqa: E402
+from soundcheck.embeddings.openl3 import OpenL3Network, log_mel_windows, window_rows  # noqa: E402
+
+from .conftest import he_init_, noise, tone, trust  # noqa: E402
+from .test_batching import assert_batch_size_independent  # noqa: E402
 
 SR48 = 48000
 MUSIC_512, MUSIC_6144, STABLE = "openl3-mel256-music-512", "openl3-mel256-music-6144", \
