@@ -56,7 +56,7 @@ _WIDTHS = (1, 64, 64, 128, 128, 256, 256, 512)
 _POOL_AFTER = (2, 4, 6)  # 2x2 max pool after these conv layers
 _SPECLAYER = ("speclayer.dft_real_kernels", "speclayer.dft_imag_kernels", "speclayer.mel_basis")
 # Windows per forward pass, always this many (zero-padded): a row's numbers never depend on the batch size.
-CHUNK_CPU = 4
+CHUNK_CPU = 1  # measured on 2 cores, per window: 1 row 0.105 s, 2 rows 0.114 s, 4 rows 0.131 s
 CHUNK_CUDA = 32
 
 
@@ -82,6 +82,40 @@ class OpenL3Network(nn.Module):
                 x = F.max_pool2d(x, 2)
         x = F.max_pool2d(self.audio_embedding_layer(x), self.pool)
         return x.permute(0, 2, 3, 1).flatten(1)  # Keras order: (frequency, time, channel)
+
+
+class FoldedOpenL3(nn.Module):
+    """The inference form of a loaded :class:`OpenL3Network`: each batch norm after a conv folded into it.
+
+    ``conv -> BN -> ReLU`` becomes one conv with weights ``w * g / sqrt(v + eps)`` and bias
+    ``(b - m) * g / sqrt(v + eps) + beta`` (exact in real arithmetic; float32 rounding moves embeddings by
+    ~1e-6), run channels_last: 1.4x faster per window on CPU than the unfolded network (measured 0.103 s vs
+    0.145 s). The input batch norm stays: the convs zero-pad *after* it, so it cannot be folded.
+    """
+
+    def __init__(self, net: OpenL3Network) -> None:
+        super().__init__()
+        self.pool = net.pool
+        self.input_norm = net.batch_normalization_1
+        self.convs = nn.ModuleList()
+        with torch.no_grad():
+            for i in range(1, len(_WIDTHS)):
+                conv, bn = getattr(net, f"conv2d_{i}"), getattr(net, f"batch_normalization_{i + 1}")
+                scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+                folded = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=1)
+                folded.weight.copy_(conv.weight.double() * scale[:, None, None, None])
+                folded.bias.copy_((conv.bias.double() - bn.running_mean.double()) * scale + bn.bias.double())
+                self.convs.append(folded)
+        self.embedding = net.audio_embedding_layer
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        x = self.input_norm(logmel).contiguous(memory_format=torch.channels_last)
+        for i, conv in enumerate(self.convs, start=1):
+            x = F.relu_(conv(x))
+            if i in _POOL_AFTER:
+                x = F.max_pool2d(x, 2)
+        x = F.max_pool2d(self.embedding(x), self.pool)
+        return x.permute(0, 2, 3, 1).flatten(1)
 
 
 def dft_kernels() -> tuple[np.ndarray, np.ndarray]:
@@ -168,9 +202,9 @@ class OpenL3Embedding(EmbeddingModel):
         self.weights = [found]
         state = dict(load_weight_file(Path(found.path)))
         self.mel_basis = check_speclayer(state).to(self.torch_device)
-        self.network = OpenL3Network(self.embedding_size)
-        self.network.load_state_dict(state, strict=True)
-        self.network.to(self.torch_device).eval()
+        layout = OpenL3Network(self.embedding_size)
+        layout.load_state_dict(state, strict=True)
+        self.network = FoldedOpenL3(layout.eval()).to(self.torch_device, memory_format=torch.channels_last).eval()
 
     def frontend_params(self) -> dict[str, Any]:
         return {
