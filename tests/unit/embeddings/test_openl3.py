@@ -167,6 +167,7 @@ def test_provenance_names_channels_weights_and_hop(openl3_loaded) -> None:
     mono, stable = openl3_loaded[MUSIC_512].provenance(), openl3_loaded[STABLE].provenance()
     assert mono["frontend"]["channels"] == "mono" and stable["frontend"]["channels"] == "stable-audio"
     assert "stable-audio-metrics" in stable["frontend"]["channels_rule"]
+    assert (openl3_loaded[MUSIC_512].input_channels, openl3_loaded[STABLE].input_channels) == (1, 2)
     assert (mono["hop_s"], stable["hop_s"], mono["dim"], stable["dim"]) == (0.1, 0.5, 512, 1024)
     assert [w["name"] for w in stable["weights"]] == ["torchopenl3_mel256_music_512.pth.tar"]
     assert len(stable["weights"][0]["sha256"]) == 64
