@@ -202,3 +202,21 @@ def test_registry_lists_openl3_without_importing_torch(tmp_path: Path) -> None:
             "assert 'soundcheck.embeddings.openl3' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.parametrize("model_id", [MUSIC_512, STABLE])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_front_end_of_a_long_file_is_a_view_not_ten_copies(openl3_loaded, model_id: str, channels: int) -> None:
+    """10 windows per second of audio, each 1 s long: rows are strided views of one padded copy of the file."""
+    wave = np.zeros((60 * SR48, channels) if channels == 2 else 60 * SR48, dtype=np.float32)
+    model = openl3_loaded[model_id]
+    rows = model.frontend(wave)
+    n = 1 + int(np.ceil((60.5 - 1.0) / model.spec.hop_s - 1e-9))  # 0.5 s lead, whole hops: 596 or 120
+    assert rows.shape == (n, model.input_channels, SR48)
+    low, high = np.lib.array_utils.byte_bounds(rows)
+    assert high - low <= 4 * 2 * (60 * SR48 + 2 * SR48)  # at most one padded copy per channel
+
+
+def test_waveforms_of_other_shapes_are_refused(openl3_loaded) -> None:
+    with pytest.raises(ValueError, match=r"\[frames, channels\]"):
+        openl3_loaded[MUSIC_512].frontend(np.zeros((2, 3, 4), dtype=np.float32))
