@@ -220,3 +220,60 @@ def test_front_end_of_a_long_file_is_a_view_not_ten_copies(openl3_loaded, model_
 def test_waveforms_of_other_shapes_are_refused(openl3_loaded) -> None:
     with pytest.raises(ValueError, match=r"\[frames, channels\]"):
         openl3_loaded[MUSIC_512].frontend(np.zeros((2, 3, 4), dtype=np.float32))
+
+
+def textbook_kad(ref: np.ndarray, cand: np.ndarray, bandwidth: float) -> float:
+    """Unbiased MMD^2 with a Gaussian kernel (diagonals excluded), x100 as kadtk: the formula, in float64."""
+    def gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+        return np.exp(-np.maximum(sq, 0.0) / (2.0 * bandwidth**2))
+
+    kxx, kyy, kxy = gram(ref, ref), gram(cand, cand), gram(ref, cand)
+    m, n = len(ref), len(cand)
+    return 100.0 * ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                    - 2.0 * kxy.mean())
+
+
+@pytest.mark.slow
+def test_kad_job_on_openl3_through_a_real_worker(openl3_reference, tmp_path_factory) -> None:
+    """The normal path end to end: weights in the model dir by their official name, preloaded by a real worker,
+    a KAD job over HTTP; the value equals the textbook formula on our model's embeddings of the same files.
+    (KAD, not FD: ~15 frames of 512-d give singular covariances, where sqrtm amplifies 1e-7 into 1e-4.)"""
+    import soundfile as sf
+
+    from soundcheck import audio
+    from soundcheck.client import Client
+    from soundcheck.serve import Service
+    from tests.conftest import free_port, make_settings
+
+    nets, _ = openl3_reference
+    root = tmp_path_factory.mktemp("openl3_service")
+    settings = make_settings(f"redis://127.0.0.1:{free_port()}/0", root, preload=["mel", MUSIC_512])
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(nets[512].state_dict(), settings.models_dir / registry.openl3_weights("music", 512).name)
+    sets = []
+    for name, base in (("ref", 0), ("cand", 10)):
+        folder = root / name
+        folder.mkdir()
+        for i in range(3):  # 44.1 kHz stereo files: the loader downmixes and resamples to 48 kHz
+            sf.write(folder / f"{i}.wav", music(0.7 + 0.1 * i, seed=base + i, channels=2), 44100)
+        sets.append(folder)
+    model = registry.load(MUSIC_512, settings.models_dir)
+    frames = [np.concatenate([model.embed([audio.load_mono(p, SR48)])[0].frames for p in sorted(d.glob("*.wav"))])
+              .astype(np.float64) for d in sets]
+    svc = Service(settings)
+    try:
+        svc.start(n_workers=1, quiet=True)
+        with Client(svc.url) as client:
+            ref, cand = client.upload(sets[0]), client.upload(sets[1])
+            done = client.wait(client.submit(ref.id, cand.id, MUSIC_512, ["kad"]).id, poll_s=0.2, timeout_s=240)
+    finally:
+        svc.stop()
+    assert done.status == "finished", done.error
+    kad = done.result["metrics"]["kad"]
+    distances = np.sqrt(((frames[0][:, None] - frames[0][None]) ** 2).sum(-1))[np.triu_indices(len(frames[0]), 1)]
+    assert kad["bandwidth"] == pytest.approx(np.median(distances), rel=1e-6), kad
+    assert kad["value"] == pytest.approx(textbook_kad(frames[0], frames[1], kad["bandwidth"]), rel=1e-5, abs=1e-6)
+    prov = done.result["provenance"]["embedding"]
+    assert prov["model"] == MUSIC_512 and prov["frontend"]["channels"] == "mono"
+    assert prov["weights"][0]["name"] == "torchopenl3_mel256_music_512.pth.tar"
