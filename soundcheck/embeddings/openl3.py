@@ -136,7 +136,7 @@ def check_speclayer(state: dict[str, torch.Tensor]) -> torch.Tensor:
     if missing:
         raise ValueError(f"not a torchopenl3 mel256 checkpoint: missing {', '.join(missing)}")
     real, imag, mel = (state.pop(k) for k in _SPECLAYER)
-    for got, want, name in zip((real, imag), dft_kernels(), _SPECLAYER, strict=False):
+    for got, want, name in zip((real, imag), dft_kernels(), _SPECLAYER[:2], strict=True):
         got = got.double().reshape(N_FFT // 2 + 1, -1).numpy()
         if got.shape != want.shape or np.abs(got - want).max() > 1e-5:
             raise ValueError(f"{name} is not the periodic-Hann DFT of n_fft {N_FFT}: checkpoint not supported")
