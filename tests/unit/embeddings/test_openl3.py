@@ -136,7 +136,7 @@ def test_stable_audio_convention_matches_stable_audio_metrics_recipe(openl3_refe
     """stable-audio-metrics openl3_fd(channels=2, hop 0.5): peak -1 dBFS, L and R embedded apart, [L | R]."""
     nets, _ = openl3_reference
     stereo = music(1.2, seed=9, channels=2)
-    normed = stereo.astype(np.float64) * (10 ** (-1.0 / 20) / np.abs(stereo).max())  # pyloudnorm.normalize.peak
+    normed = stereo.astype(np.float64) * (10 ** (-1.0 / 20) / float(np.abs(stereo).max()))  # pyloudnorm.normalize.peak
     ref = np.concatenate([reference_embeddings(nets[512], normed[:, c].astype(np.float32), hop_s=0.5)
                           for c in (0, 1)], axis=1)
     model = openl3_loaded[STABLE]
@@ -144,7 +144,7 @@ def test_stable_audio_convention_matches_stable_audio_metrics_recipe(openl3_refe
     assert ours.shape == ref.shape == (3, 1024)
     assert np.abs(ours - ref).max() <= 1e-4
     mono = stereo[:, 0]
-    ref_mono = reference_embeddings(nets[512], (mono * (10 ** (-1.0 / 20) / np.abs(mono).max())), hop_s=0.5)
+    ref_mono = reference_embeddings(nets[512], (mono * (10 ** (-1.0 / 20) / float(np.abs(mono).max()))), hop_s=0.5)
     ours_mono = model.embed([mono])[0].frames  # a mono file is "faked" stereo: L = R
     assert np.abs(ours_mono - np.concatenate([ref_mono, ref_mono], axis=1)).max() <= 1e-4
 
@@ -277,3 +277,20 @@ def test_kad_job_on_openl3_through_a_real_worker(openl3_reference, tmp_path_fact
     prov = done.result["provenance"]["embedding"]
     assert prov["model"] == MUSIC_512 and prov["frontend"]["channels"] == "mono"
     assert prov["weights"][0]["name"] == "torchopenl3_mel256_music_512.pth.tar"
+
+
+def test_silence_matches_torchopenl3(openl3_reference, openl3_loaded) -> None:
+    """All-zero input: every band at the 1e-10 floor, so the dB patch is 0 after the max is subtracted."""
+    nets, _ = openl3_reference
+    silence = np.zeros(int(0.3 * SR48), dtype=np.float32)
+    ref = reference_embeddings(nets[512], silence)
+    assert np.abs(openl3_loaded[MUSIC_512].embed([silence])[0].frames - ref).max() <= 1e-4
+
+
+def test_stable_audio_uses_channels_0_and_1_of_a_multichannel_file(openl3_loaded) -> None:
+    """As stable-audio-metrics: peak-normalised over all channels (pyloudnorm), then audio[:, 0] and audio[:, 1]."""
+    three = music(0.3, seed=4, channels=3)
+    gain = 10 ** (-1.0 / 20) / float(np.abs(three).max())
+    expected = np.stack([window_rows((three[:, c].astype(np.float64) * gain).astype(np.float32), 24000)
+                         for c in (0, 1)], axis=1)
+    np.testing.assert_array_equal(openl3_loaded[STABLE].frontend(three), expected)
