@@ -8,6 +8,8 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
+# OpenL3 reference (its resampy<0.3 pin conflicts with the test extra; what it imports is in the extra).
+.venv/bin/python -m pip install --quiet --no-deps torchopenl3==1.0.1
 # Debian's chromium drives the dashboard tests; espeak-ng speaks the sentence the YAMNet speech test classifies.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)

@@ -81,6 +81,45 @@ SPECS: dict[str, ModelSpec] = {
     )
 }
 
+# --- OpenL3 (torchopenl3 1.0.1 ports of the official openl3 Keras weights) ---
+_OPENL3_URL = "https://github.com/torchopenl3/torchopenl3-models/raw/master/"
+OPENL3_WEIGHTS = {
+    (content, size): WeightFile(
+        name=f"torchopenl3_mel256_{content}_{size}.pth.tar",
+        sha256=None,  # torchopenl3 publishes no checksum: the sha256 found is recorded in provenance
+        url=f"{_OPENL3_URL}torchopenl3_mel256_{content}_{size}.pth.tar",
+        description=f"OpenL3 mel256 {content} {size}-d, torchopenl3 1.0.1 state dict (59 entries, with speclayer.*)",
+    )
+    for content in ("music", "env") for size in (512, 6144)
+}
+
+
+def openl3_weights(content_type: str, embedding_size: int) -> WeightFile:
+    return OPENL3_WEIGHTS[(content_type, embedding_size)]
+
+
+def _openl3_spec(content: str, size: int, stable_audio: bool) -> ModelSpec:
+    suffix = "-stable-audio" if stable_audio else ""
+    cls = f"OpenL3{content.title()}{size}{'StableAudio' if stable_audio else ''}"
+    what = ("stable-audio-metrics stereo: [L | R] 512-d each per 1 s window, hop 0.5 s, peak -1 dBFS"
+            if stable_audio else f"{size}-d per 1 s window, hop 0.1 s, channels averaged")
+    return ModelSpec(
+        id=f"openl3-mel256-{content}-{size}{suffix}", sample_rate=48000, frame_s=1.0,
+        hop_s=0.5 if stable_audio else 0.1, dim=2 * size if stable_audio else size,
+        factory=f"soundcheck.embeddings.openl3:{cls}",
+        weight_files=(openl3_weights(content, size),),
+        requires=("torch",),
+        paper="Cramer et al., Look, Listen, and Learn More: Design Choices for Deep Audio Embeddings, ICASSP 2019",
+        description=f"OpenL3 mel256 {content}: {what}",
+    )
+
+
+SPECS.update({
+    spec.id: spec
+    for spec in [_openl3_spec(c, s, False) for c in ("music", "env") for s in (512, 6144)]
+    + [_openl3_spec(c, 512, True) for c in ("music", "env")]
+})
+
 #: Files a model can run without (they add names, not numbers). The VGGish PCA file is required by
 #: `vggish-pca` and not declared by `vggish`, so it is not optional anywhere.
 OPTIONAL_WEIGHTS = {"class_labels_indices.csv"}
