@@ -107,6 +107,17 @@ def describe_exit(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
+def settings_env_value(value: object) -> str | None:
+    """A setting as Settings reads it back from SOUNDCHECK_<NAME> (lists comma-separated; None: unset)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 @dataclass
 class Backoff:
     """Restart delays: ``initial_s`` doubling per consecutive restart up to ``max_s``; a child that stayed up
@@ -156,8 +167,13 @@ class Service:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
 
     def env(self) -> dict[str, str]:
+        """The environment of the children: ours plus every setting this Service was given, so the api and the
+        workers run with the same configuration as the Settings object (not only what the environment says)."""
         env = dict(os.environ)
         s = self.settings
+        for name in sorted(s.model_fields_set):
+            if (value := settings_env_value(getattr(s, name))) is not None:
+                env[f"SOUNDCHECK_{name.upper()}"] = value
         env.update({"SOUNDCHECK_REDIS_URL": s.redis_url, "SOUNDCHECK_DATA_DIR": str(s.data_dir),
                     "SOUNDCHECK_MODEL_DIR": str(s.models_dir), "SOUNDCHECK_QUEUE_NAME": s.queue_name})
         return env
@@ -178,7 +194,7 @@ class Service:
             self._launch(self._child("redis", redis_command(parsed.port or 6379, s.redis_dir), None))
             wait_until(lambda: redis_answers(s.redis_url), 20, "redis-server", self.redis)
         # N workers on one host share its cores instead of each taking all of them (unless set explicitly)
-        threads = {} if s.torch_threads or n_workers == 1 else {
+        threads = {} if s.torch_threads or n_workers <= 1 else {
             "SOUNDCHECK_TORCH_THREADS": str(max(1, (os.cpu_count() or 1) // n_workers))}
         for i in range(n_workers):
             worker = self._child(f"worker-{i}", [sys.executable, "-m", "worker"],

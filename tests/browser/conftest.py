@@ -27,8 +27,10 @@ class Console:
         return [e for e in self.errors if not any(a in e for a in allowed)]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Module-scoped: the sync API runs an event loop in this thread until it stops, which would break tests
+    after it that use asyncio.run."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) for browser tests")
     from playwright.sync_api import sync_playwright

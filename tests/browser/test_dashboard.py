@@ -127,18 +127,22 @@ def test_upload_run_job_and_read_results(page: Page, console: Console, service: 
 
 def test_failed_job_shows_its_error(page: Page, console: Console, service: Service, example_sets: tuple[Path, Path],
                                     tmp_path: Path) -> None:
+    """A job that passes the door and fails in the worker: a registered file changed after registration."""
     ref_dir, _ = example_sets
-    renamed = tmp_path / "renamed"
-    renamed.mkdir()
-    for i, wav in enumerate(sorted(ref_dir.rglob("*.wav"))[:3]):
-        shutil.copy(wav, renamed / f"unpaired_{i}.wav")
+    registered = service.settings.allowed_roots[0] / f"changed-{tmp_path.name}"
+    registered.mkdir()
+    wavs = sorted(ref_dir.rglob("*.wav"))[:4]
+    for i, wav in enumerate(wavs):
+        shutil.copy(wav, registered / f"clip_{i}.wav")
     with Client(service.url) as client:
-        ref_id, cand_id = client.upload(ref_dir).id, client.upload(renamed).id
+        ref_id = client.upload(ref_dir).id
+    cand_id = httpx.post(f"{service.url}/v1/datasets/register", json={"path": str(registered)}).json()["id"]
+    shutil.copy(wavs[-1], registered / "clip_0.wav")  # other content than the one registered
     open_dashboard(page, service)
-    job_id = start_job(page, ref_id, cand_id, ["snr"])
+    job_id = start_job(page, ref_id, cand_id, ["fad"])
     expect(page.locator("#view-job")).to_have_attribute("data-status", "failed", timeout=60_000)
     error = httpx.get(f"{service.url}/v1/jobs/{job_id}").json()["error"]
-    assert "pair" in error
+    assert "changed since the dataset was registered" in error
     expect(page.locator("[data-testid=job-error]")).to_be_visible()
     expect(page.locator("[data-testid=job-error]")).to_contain_text(error)
     expect(page.locator("[data-testid=job-status] [data-testid=status]")).to_have_text("failed")

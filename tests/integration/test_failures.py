@@ -272,8 +272,9 @@ def _upload_dir(api: TestClient, root: Path) -> str:
 def test_cancel_in_the_metric_stage_ends_the_job_within_5_s(deployment: Deployment,
                                                              example_sets: tuple[Path, Path]) -> None:
     ref, cand = (_upload_dir(deployment.api, root) for root in example_sets)
-    job = deployment.api.post("/v1/jobs", json={"reference": ref, "candidate": cand, "metrics": ["fad", "kad", "prdc"],
-                                                "options": {"bootstrap": 10000}}).json()
+    job = deployment.api.post("/v1/jobs", json={  # the api's largest bootstrap, on several metrics
+        "reference": ref, "candidate": cand, "metrics": ["fad", "kad", "prdc", "fad_inf"],
+        "options": {"bootstrap": 2000, "fad_inf": {"repeats": 100}}}).json()
     running = _wait(deployment.api, job["id"], {"running"}, timeout=120, stage="computing")
     asked = time.monotonic()
     assert deployment.api.delete(f"/v1/jobs/{job['id']}").status_code == 202

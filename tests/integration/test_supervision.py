@@ -319,7 +319,7 @@ def _assert_ran_through(final: dict, broken_at: datetime, back_at: datetime) -> 
 def test_serve_starts_the_workers_asked_for(served: Served) -> None:
     assert len(served.pids(WORKER)) == 2
     assert served.health()["workers"] == 2
-    assert "with 2 workers" in served.log()
+    _eventually(lambda: "with 2 workers" in served.log(), 10, "the announcement")  # printed after health shows them
     # they share the cores rather than each taking all of them
     assert {w["threads"] for w in served.health()["worker_details"]} == {max(1, (os.cpu_count() or 1) // 2)}
 
