@@ -15,6 +15,10 @@ redis-server, default options (bootstrap 100). Per model and metric set (``fad``
 
 ``ours`` is the second job's ``timing_s.total`` (median), ``limit`` the limit's median; the target is that the
 reference side costs at most 5% of the second job (ratio <= 1.05).
+
+BLAS and torch run one thread each (unless OPENBLAS_NUM_THREADS / OMP_NUM_THREADS are set): on a shared, loaded
+machine, multi-threaded BLAS spins against the other processes and one FAD bootstrap swings from 0.08 to 1.9 s
+between runs, which buries the difference this benchmark measures.
 """
 
 from __future__ import annotations
@@ -29,8 +33,11 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
 
 METRIC_SETS = (["fad"], ["fad", "kad", "prdc", "ndb"])
 TARGET = 1.05
@@ -199,7 +206,8 @@ def main() -> None:
                       SOUNDCHECK_QUEUE_NAME=f"bench-{uuid.uuid4().hex[:8]}")
     try:
         wait_until(lambda: redis_answers(url), 20, "redis-server", proc)
-        print(f"# CPU, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {args.reference} reference "
+        print(f"# CPU, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, BLAS threads "
+              f"{os.environ['OPENBLAS_NUM_THREADS']}; {args.reference} reference "
               f"files, {args.candidate} new candidate files per job, {args.seconds} s each; default options "
               f"(bootstrap 100); median of {args.repeats}")
         bench = Bench(root, args.reference, args.candidate, args.seconds)
