@@ -81,6 +81,12 @@ def ndb_bins_key(dataset: str, emb_key: str, k: int, whiten: bool, seed: int, me
                    "sklearn": package_versions().get("scikit-learn")})
 
 
+def reference_pack_key(dataset: str, emb_key: str, keep: str) -> str:
+    """Key of a dataset's embeddings packed into one value, in the form its metrics keep (file means, frames)."""
+    return digest({"schema": KEY_SCHEMA, "kind": "reference-pack", "dataset": dataset, "embedding": emb_key,
+                   "keep": keep, "numpy": package_versions().get("numpy")})
+
+
 def reference_term_key(dataset: str, emb_key: str, term: str, options: dict[str, Any]) -> str:
     """Key of one metric's reference-alone quantity (KAD's bandwidth and reference kernel sum, PRDC's k-NN radii)
     of a dataset under one embedding provenance; ``options`` are all that change it besides those (bandwidth

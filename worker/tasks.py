@@ -38,12 +38,14 @@ from soundcheck.metrics.coverage import NdbBins
 from soundcheck.pipeline import FILES_PER_CHUNK, InputChanged, chunks, embed_stream, load_wave
 from soundcheck.provenance import (
     ndb_bins_key,
+    reference_pack_key,
     reference_stats_key,
     reference_term_key,
     result_provenance,
 )
 from soundcheck.settings import get_settings
 from soundcheck.streaming import KEEP_STATS, SetFold, reference_keep
+from worker import reference_pack
 from worker.fanout import embed_dataset_fanned, helpers_for
 from worker.runtime import get_runtime
 from worker.stats_cache import StatsCache
@@ -309,6 +311,7 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     cached_stats = stats_cache.get(stats_key)
     ref_stats = GaussianStats.from_bytes(cached_stats) if cached_stats is not None else None
     ref_files: list[FileEmbedding] = []
+    pack_status: str | None = None
     bins, bins_hit = None, False
     terms: dict[str, Any] = {}
     term_cache: dict[str, str] = {}
@@ -320,8 +323,17 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
         # wait, then reuse its cached embeddings, statistics, bins and reference terms
         with stats_cache.lock(stats_key, on_wait=reporter.flush):
             reporter.set_stage("embedding reference")
-            ref_files, ref_stats = _fold_reference(redis, job_id, reference, model, emb_key, blobs, cache, reporter,
-                                                   keep, ref_stats)
+            pack_key = reference_pack_key(reference.id, emb_key, keep)
+            packed = stats_cache.get(pack_key) if ref_stats is not None else None
+            if packed is not None:  # the set as its metrics keep it, in one value: no file read one by one
+                ref_files = reference_pack.unpack(packed)
+                reporter.advance(len(ref_files))
+            else:
+                ref_files, ref_stats = _fold_reference(redis, job_id, reference, model, emb_key, blobs, cache,
+                                                       reporter, keep, ref_stats)
+                _put_pack(stats_cache, pack_key, ref_files)
+            if keep != KEEP_STATS:
+                pack_status = "hit" if packed is not None else "miss"
             if cached_stats is None:
                 stats_cache.put(stats_key, ref_stats.to_bytes())
             bins, bins_hit = _ndb_bins(stats_cache, spec, metrics, reference.id, emb_key, ref_files)
@@ -348,6 +360,8 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
                                kad_max_frames=settings.kad_max_frames, reference_terms=terms)
     cache_info = part.setdefault("diagnostics", {}).setdefault("cache", {})
     cache_info["reference_stats"] = "hit" if cached_stats is not None else "miss"
+    if pack_status is not None:
+        cache_info["reference_files"] = pack_status
     cache_info.update(term_cache)
     part["diagnostics"]["reference_kept"] = keep
     if bins is not None:
@@ -410,6 +424,14 @@ def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], refe
     bins = NdbBins.fit(samples, k=opts.k, whiten=opts.whiten, seed=spec.options.seed)
     stats_cache.put(key, bins.to_bytes())
     return bins, False
+
+
+def _put_pack(stats_cache: StatsCache, key: str, files: list[FileEmbedding]) -> None:
+    """Cache the reference as kept, unless it would take more than its share of the stats cache's bound."""
+    data = reference_pack.pack(files)
+    bound = stats_cache.max_bytes if stats_cache.max_bytes is not None else get_settings().stats_cache_max_bytes
+    if data is not None and len(data) <= bound * reference_pack.MAX_SHARE:
+        stats_cache.put(key, data)
 
 
 def _reference_terms(stats_cache: StatsCache, side: ReferenceSide, reference_id: str, emb_key: str,

@@ -21,7 +21,7 @@ from soundcheck.serve import Service
 from tests.integration.test_streaming import in_memory, write_set
 
 METRICS = ["fad", "kad", "prdc", "ndb"]
-TERMS = {"reference_stats", "ndb_bins", "kad_reference", "prdc_reference"}
+TERMS = {"reference_stats", "reference_files", "ndb_bins", "kad_reference", "prdc_reference"}
 # per-file PRDC/NDB (the worker keeps file means, KAD still needs every frame) and per-frame PRDC/NDB
 OPTIONS = [
     {"bootstrap": 10, "seed": 4, "ndb": {"k": 3}, "prdc": {"k": 3}},
@@ -56,10 +56,9 @@ def test_repeat_job_does_no_reference_work_and_gives_the_same_numbers(service: S
             blobs.path(sha256_file(path)).unlink()
         again = _run(client, ref, cand, options)
     assert again["diagnostics"]["cache"] == dict.fromkeys(TERMS, "hit")
-    # no reference file decoded or embedded, no reference quantity computed: the reference was only read from
-    # the cache of embeddings (and folded into the file means or frames the metrics read)
-    assert set(_reference_stages(again)) <= {"embedding reference: cache", "embedding reference: statistics"}, \
-        again["timing_s"]["stages"]
+    # no reference file decoded, embedded or even read from the cache of embeddings, no reference quantity
+    # computed: the reference came back as one packed value, in the form its metrics read
+    assert _reference_stages(again) == [], again["timing_s"]["stages"]
     for name in METRICS:
         assert "error" not in again["metrics"][name], again["metrics"][name]
     assert again["metrics"] == first["metrics"]
@@ -80,17 +79,17 @@ def test_changed_option_misses_only_the_term_it_changes(service: Service, tmp_pa
         _run(client, ref, cand, options)
         bandwidth = _run(client, ref, cand, {**options, "kad": {"bandwidth": 2.5}})
         radii = _run(client, ref, cand, {**options, "kad": {"bandwidth": 2.5}, "prdc": {"k": 2}})
-    assert bandwidth["diagnostics"]["cache"] == {"reference_stats": "hit", "ndb_bins": "hit",
+    assert bandwidth["diagnostics"]["cache"] == {"reference_stats": "hit", "reference_files": "hit", "ndb_bins": "hit",
                                                  "kad_reference": "miss", "prdc_reference": "hit"}
     assert bandwidth["metrics"]["kad"]["bandwidth"] == 2.5
-    assert radii["diagnostics"]["cache"] == {"reference_stats": "hit", "ndb_bins": "hit",
+    assert radii["diagnostics"]["cache"] == {"reference_stats": "hit", "reference_files": "hit", "ndb_bins": "hit",
                                              "kad_reference": "hit", "prdc_reference": "miss"}
     assert radii["metrics"]["prdc"]["k"] == 2
 
 
 def test_reference_terms_are_cached_without_frames(service: Service, tmp_path: Path) -> None:
-    """The terms hold no frames or samples (the cache of embeddings has those; they are checked against a
-    fingerprint when loaded), so they are small entries under the stats cache's LRU byte bound."""
+    """The terms hold no frames or samples (they are checked against a fingerprint of the reference's rows when
+    loaded); the rows are in one place, the reference pack. All are entries under the stats cache's byte bound."""
     ref_dir = write_set(tmp_path / "ref", 3200, n=12)
     cand_dir = write_set(tmp_path / "cand", 3250, n=8)
     redis = Redis.from_url(service.settings.redis_url)
@@ -101,10 +100,37 @@ def test_reference_terms_are_cached_without_frames(service: Service, tmp_path: P
     added = set(redis.keys("sc:stats:*")) - before
     redis_values = [redis.get(k) for k in added]
     redis.close()
-    assert len(added) == 4  # statistics, bins, KAD reference, PRDC radii
+    assert len(added) == 5  # statistics, reference pack, bins, KAD reference, PRDC radii
     arrays = []
     for value in redis_values:
         with np.load(io.BytesIO(value), allow_pickle=False) as z:
             arrays.append(set(z.files))
     assert not any({"frames", "samples"} & names for names in arrays), arrays
+    assert sum("rows" in names for names in arrays) == 1  # the pack
     assert sum("within_sum" in names for names in arrays) == 1 and sum("radii_3" in names for names in arrays) == 1
+
+
+def test_without_its_pack_the_reference_is_read_from_the_embedding_cache(service: Service, tmp_path: Path) -> None:
+    """A reference with no pack (evicted, or over 1/16 of the stats cache's bound) is read file by file from the
+    cache of embeddings: still no blob read, no term recomputed, the same numbers."""
+    ref_dir = write_set(tmp_path / "ref", 3300, n=12)
+    cand_dir = write_set(tmp_path / "cand", 3350, n=8)
+    options = {"bootstrap": 5, "ndb": {"k": 3}, "prdc": {"k": 3}}
+    redis = Redis.from_url(service.settings.redis_url)
+    with Client(service.url) as client:
+        ref, cand = client.upload(ref_dir).id, client.upload(cand_dir).id
+        first = _run(client, ref, cand, options)
+        for key in redis.keys("sc:stats:*"):  # drop the pack only
+            value = redis.get(key)
+            if value is not None and b"rows.npy" in value:
+                redis.delete(key)
+        blobs = BlobStore(service.settings.blob_dir)
+        for path in sorted(ref_dir.glob("*.wav")):
+            blobs.path(sha256_file(path)).unlink()
+        again = _run(client, ref, cand, options)
+    redis.close()
+    assert again["diagnostics"]["cache"]["reference_files"] == "miss"
+    assert {k: v for k, v in again["diagnostics"]["cache"].items() if k != "reference_files"} == \
+        dict.fromkeys(TERMS - {"reference_files"}, "hit")
+    assert "embedding reference: decode" not in again["timing_s"]["stages"]
+    assert again["metrics"] == first["metrics"]
