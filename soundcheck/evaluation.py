@@ -57,7 +57,10 @@ def frame_count(file: FileEmbedding) -> int:
 
 
 def file_means(frames: Sequence[np.ndarray]) -> np.ndarray:
-    """One sample per file: the mean of its frames (float64), ``[n_files, dim]``."""
+    """One sample per file: the mean of its frames (float64), ``[n_files, dim]``. Files already one row (a
+    streamed set kept as file means) are their own mean, exactly: stacked without a mean per file."""
+    if frames and all(np.ndim(f) == 2 and len(f) == 1 for f in frames):
+        return np.concatenate(frames).astype(np.float64, copy=False)
     return np.stack([np.asarray(f, dtype=np.float64).mean(axis=0) for f in frames])
 
 
