@@ -81,10 +81,11 @@ def ndb_bins_key(dataset: str, emb_key: str, k: int, whiten: bool, seed: int, me
                    "sklearn": package_versions().get("scikit-learn")})
 
 
-def reference_pack_key(dataset: str, emb_key: str, keep: str) -> str:
-    """Key of a dataset's embeddings packed into one value, in the form its metrics keep (file means, frames)."""
+def reference_pack_key(dataset: str, emb_key: str, keep: str, probs: bool) -> str:
+    """Key of a dataset's embeddings packed into one value, in the form its metrics keep (file means, frames),
+    with or without the class probabilities."""
     return digest({"schema": KEY_SCHEMA, "kind": "reference-pack", "dataset": dataset, "embedding": emb_key,
-                   "keep": keep, "numpy": package_versions().get("numpy")})
+                   "keep": keep, "probs": probs, "numpy": package_versions().get("numpy")})
 
 
 def reference_term_key(dataset: str, emb_key: str, term: str, options: dict[str, Any]) -> str:

@@ -21,19 +21,20 @@ _FORMAT = 1
 MAX_SHARE = 1 / 16
 
 
-def pack(files: Sequence[FileEmbedding]) -> bytes | None:
-    """npz bytes (no pickle) of the files; None for an empty set or files of mixed shapes or dtypes."""
+def pack(files: Sequence[FileEmbedding], probs: bool = True) -> bytes | None:
+    """npz bytes (no pickle) of the files; None for an empty set or files of mixed shapes or dtypes. Class
+    probabilities only with ``probs`` (only KL reads the reference's: they would double a YAMNet pack)."""
     if not files:
         return None
     rows = [np.atleast_2d(f.frames) for f in files]
     if len({(r.shape[1], r.dtype.str) for r in rows}) != 1:
         return None
     extra: dict[str, np.ndarray] = {}
-    if all(f.probs is not None for f in files):
-        probs = [np.atleast_2d(f.probs) for f in files]
-        if len({(p.shape[1], p.dtype.str) for p in probs}) != 1:
+    if probs and all(f.probs is not None for f in files):
+        parts = [np.atleast_2d(f.probs) for f in files]
+        if len({(p.shape[1], p.dtype.str) for p in parts}) != 1:
             return None
-        extra = {"probs": np.concatenate(probs), "prob_rows": np.array([len(p) for p in probs], dtype=np.int64)}
+        extra = {"probs": np.concatenate(parts), "prob_rows": np.array([len(p) for p in parts], dtype=np.int64)}
     buf = io.BytesIO()
     np.savez(buf, format=np.int64(_FORMAT), rows=np.concatenate(rows),
              counts=np.array([len(r) for r in rows], dtype=np.int64),

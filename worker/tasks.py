@@ -323,7 +323,8 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
         # wait, then reuse its cached embeddings, statistics, bins and reference terms
         with stats_cache.lock(stats_key, on_wait=reporter.flush):
             reporter.set_stage("embedding reference")
-            pack_key = reference_pack_key(reference.id, emb_key, keep)
+            with_probs = "kl" in metrics  # the one metric that reads the reference's class probabilities
+            pack_key = reference_pack_key(reference.id, emb_key, keep, with_probs)
             packed = stats_cache.get(pack_key) if ref_stats is not None else None
             if packed is not None:  # the set as its metrics keep it, in one value: no file read one by one
                 ref_files = reference_pack.unpack(packed)
@@ -331,7 +332,7 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
             else:
                 ref_files, ref_stats = _fold_reference(redis, job_id, reference, model, emb_key, blobs, cache,
                                                        reporter, keep, ref_stats)
-                _put_pack(stats_cache, pack_key, ref_files)
+                _put_pack(stats_cache, pack_key, ref_files, with_probs)
             if keep != KEEP_STATS:
                 pack_status = "hit" if packed is not None else "miss"
             if cached_stats is None:
@@ -426,9 +427,9 @@ def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], refe
     return bins, False
 
 
-def _put_pack(stats_cache: StatsCache, key: str, files: list[FileEmbedding]) -> None:
+def _put_pack(stats_cache: StatsCache, key: str, files: list[FileEmbedding], probs: bool) -> None:
     """Cache the reference as kept, unless it would take more than its share of the stats cache's bound."""
-    data = reference_pack.pack(files)
+    data = reference_pack.pack(files, probs)
     bound = stats_cache.max_bytes if stats_cache.max_bytes is not None else get_settings().stats_cache_max_bytes
     if data is not None and len(data) <= bound * reference_pack.MAX_SHARE:
         stats_cache.put(key, data)
