@@ -319,11 +319,14 @@ class ReferenceSide:
 
     def __init__(self, metrics: Sequence[str], reference: Sequence[FileEmbedding], options: MetricOptions,
                  device: str = "cpu", kad_device: str = "auto", kad_max_frames: int | None = 20_000,
-                 checkpoint: Callable[[], None] | None = None) -> None:
+                 checkpoint: Callable[[], None] | None = None, rows: np.ndarray | None = None) -> None:
+        """``rows``: the reference files' frames already concatenated (a cached pack of the set), not copied."""
         self._ctx = _Context(reference, [], options, None, None, device=device, kad_device=kad_device,
                              kad_max_frames=kad_max_frames)
         if checkpoint is not None:
             self._ctx.checkpoint = checkpoint
+        if rows is not None:
+            self._ctx._cache["ref_all"] = rows
         self.metrics = set(metrics)
 
     def options(self) -> dict[str, dict[str, Any]]:

@@ -49,7 +49,8 @@ def pack(files: Sequence[FileEmbedding], probs: bool = True) -> bytes | None:
     return buf.getvalue()
 
 
-def unpack(data: bytes) -> list[FileEmbedding]:
+def unpack(data: bytes) -> tuple[list[FileEmbedding], np.ndarray]:
+    """The files, and their rows as one array (the concatenation of their frames, which they are views of)."""
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         if int(z["format"]) != _FORMAT:
             raise ValueError(f"unknown reference pack format {int(z['format'])}")
@@ -66,4 +67,4 @@ def unpack(data: bytes) -> list[FileEmbedding]:
         probs=probs[prob_starts[i]:prob_starts[i + 1]] if probs is not None else None,
         label=labels[i] if has_label[i] else None, predicted=predicted[i] if has_predicted[i] else None,
         sample_rate=rates[i] if rates[i] >= 0 else None, silent=silent[i],
-        n_frames=n_frames[i] if n_frames[i] >= 0 else None) for i in range(len(names))]
+        n_frames=n_frames[i] if n_frames[i] >= 0 else None) for i in range(len(names))], rows

@@ -312,6 +312,7 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     ref_stats = GaussianStats.from_bytes(cached_stats) if cached_stats is not None else None
     ref_files: list[FileEmbedding] = []
     pack_status: str | None = None
+    ref_rows: Any = None  # the packed reference's rows, when it came from the cache
     bins, bins_hit = None, False
     terms: dict[str, Any] = {}
     term_cache: dict[str, str] = {}
@@ -327,7 +328,7 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
             pack_key = reference_pack_key(reference.id, emb_key, keep, with_probs)
             packed = stats_cache.get(pack_key) if ref_stats is not None else None
             if packed is not None:  # the set as its metrics keep it, in one value: no file read one by one
-                ref_files = reference_pack.unpack(packed)
+                ref_files, ref_rows = reference_pack.unpack(packed)
                 reporter.advance(len(ref_files))
             else:
                 ref_files, ref_stats = _fold_reference(redis, job_id, reference, model, emb_key, blobs, cache,
@@ -340,7 +341,7 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
             bins, bins_hit = _ndb_bins(stats_cache, spec, metrics, reference.id, emb_key, ref_files)
             side = ReferenceSide(metrics, ref_files, spec.options, device=runtime.device,
                                  kad_device=settings.kad_device, kad_max_frames=settings.kad_max_frames,
-                                 checkpoint=reporter.checkpoint)
+                                 checkpoint=reporter.checkpoint, rows=ref_rows)
             terms, term_cache = _reference_terms(stats_cache, side, reference.id, emb_key, reporter)
     reporter.set_stage("embedding candidate")
     # every embedding metric reads the candidate's frames (FAD: its statistics, bootstrap, per-file and subset FAD)

@@ -25,8 +25,8 @@ def _files(probs: bool) -> list[FileEmbedding]:
 def test_frames_and_fields_come_back_bit_for_bit() -> None:
     for probs in (False, True):
         files = _files(probs)
-        back = unpack(pack(files))
-        assert len(back) == len(files)
+        back, rows = unpack(pack(files))
+        assert len(back) == len(files) and np.array_equal(rows, np.concatenate([f.frames for f in files]))
         for a, b in zip(files, back, strict=True):
             assert b.frames.dtype == a.frames.dtype and np.array_equal(a.frames, b.frames)
             assert (b.name, b.label, b.predicted, b.sample_rate, b.silent, b.n_frames) == \
@@ -38,7 +38,7 @@ def test_frames_and_fields_come_back_bit_for_bit() -> None:
 
 def test_file_means_keep_their_frame_counts() -> None:
     files = [mean_only(f) for f in _files(False)]
-    back = unpack(pack(files))
+    back, _ = unpack(pack(files))
     assert [f.n_frames for f in back] == [f.n_frames for f in files]
     assert all(b.frames.dtype == np.float64 and np.array_equal(a.frames, b.frames)
                for a, b in zip(files, back, strict=True))
