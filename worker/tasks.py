@@ -323,6 +323,9 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
         # one worker embeds a reference (and computes what its metrics need of it alone) at a time; the others
         # wait, then reuse its cached embeddings, statistics, bins and reference terms
         with stats_cache.lock(stats_key, on_wait=reporter.flush):
+            if cached_stats is None:  # the worker we waited for may have cached them meanwhile
+                cached_stats = stats_cache.get(stats_key)
+                ref_stats = GaussianStats.from_bytes(cached_stats) if cached_stats is not None else None
             reporter.set_stage("embedding reference")
             with_probs = "kl" in metrics  # the one metric that reads the reference's class probabilities
             pack_key = reference_pack_key(reference.id, emb_key, keep, with_probs)

@@ -134,3 +134,57 @@ def test_without_its_pack_the_reference_is_read_from_the_embedding_cache(service
         dict.fromkeys(TERMS - {"reference_files"}, "hit")
     assert "embedding reference: decode" not in again["timing_s"]["stages"]
     assert again["metrics"] == first["metrics"]
+
+
+def test_two_workers_compute_the_reference_side_once(redis_server: str, tmp_path: Path) -> None:
+    """Two jobs against one cold reference at once, on two workers: one computes every reference quantity under
+    the reference's lock, the other waits and reads them all; both give the same numbers."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from soundcheck.serve import spawn, wait_until
+    from tests.conftest import make_settings
+
+    settings = make_settings(redis_server, tmp_path)
+    env = dict(Service(settings).env(), SOUNDCHECK_PRELOAD="mel", SOUNDCHECK_TORCH_THREADS="1")
+    workers = [spawn([sys.executable, "-m", "worker"], env, tmp_path / f"w{i}.log") for i in range(2)]
+    ref_dir = write_set(tmp_path / "allowed" / "ref", 3400, n=30)
+    cand_dir = write_set(tmp_path / "allowed" / "cand", 3450, n=8)
+    options = {"bootstrap": 5, "ndb": {"k": 3}, "prdc": {"k": 3}}
+    try:
+        with TestClient(create_app(settings)) as api:
+            wait_until(lambda: api.get("/v1/health").json()["workers"] == 2, 120, "workers", workers[0])
+            ids = []
+            for folder in (ref_dir, cand_dir):
+                files = [("files", (p.name, p.read_bytes())) for p in sorted(folder.glob("*.wav"))]
+                ids.append(api.post("/v1/datasets", files=files).json()["id"])
+            jobs = [api.post("/v1/jobs", json={"reference": ids[0], "candidate": ids[1], "embedding": "mel",
+                                               "metrics": METRICS, "options": options}).json()["id"]
+                    for _ in range(2)]
+            deadline = time.monotonic() + 180
+            views = []
+            for job in jobs:
+                while (view := api.get(f"/v1/jobs/{job}").json())["status"] not in ("finished", "failed"):
+                    assert time.monotonic() < deadline, view
+                    time.sleep(0.2)
+                views.append(view)
+    finally:
+        for proc in workers:
+            proc.send_signal(signal.SIGTERM)
+        for proc in workers:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    assert all(v["status"] == "finished" for v in views), [v["error"] for v in views]
+    caches = [v["result"]["diagnostics"]["cache"] for v in views]
+    if len({v.get("worker") for v in views} - {None}) < 2:
+        pytest.skip("one worker took both jobs in turn (the other was not idle yet)")
+    for term in TERMS:  # each quantity computed by exactly one of the two jobs
+        assert sorted(c[term] for c in caches) == ["hit", "miss"], caches
+    assert views[0]["result"]["metrics"] == views[1]["result"]["metrics"]
