@@ -22,7 +22,7 @@ from soundcheck.metrics.bootstrap import interval_from_replicates, percentile_in
 from soundcheck.metrics.classifier import KL_EPS, classification_accuracy, inception_score, linear_probe, paired_kl
 from soundcheck.metrics.coverage import NdbBins, PrdcReference, PrdcTerms
 from soundcheck.metrics.frechet import FileGaussians, FrechetReference, GaussianStats, fad_inf, fad_per_file
-from soundcheck.metrics.kernel import KernelReference, KernelTerms, backend_for
+from soundcheck.metrics.kernel import DEFAULT_BLOCK, KernelReference, KernelTerms, backend_for
 
 _VERSIONS = {name: "1" for name in METRIC_NAMES}
 _VERSIONS["fad"] = _VERSIONS["fad_inf"] = _VERSIONS["fad_per_file"] = "2"  # centred stats, Cholesky trace
@@ -57,7 +57,10 @@ def frame_count(file: FileEmbedding) -> int:
 
 
 def file_means(frames: Sequence[np.ndarray]) -> np.ndarray:
-    """One sample per file: the mean of its frames (float64), ``[n_files, dim]``."""
+    """One sample per file: the mean of its frames (float64), ``[n_files, dim]``. Files already one row (a
+    streamed set kept as file means) are their own mean, exactly: stacked without a mean per file."""
+    if frames and all(np.ndim(f) == 2 and len(f) == 1 for f in frames):
+        return np.concatenate(frames).astype(np.float64, copy=False)
     return np.stack([np.asarray(f, dtype=np.float64).mean(axis=0) for f in frames])
 
 
@@ -123,11 +126,14 @@ class _Context:
 
     def samples(self, metric: str, unit: str) -> tuple[np.ndarray, list[np.ndarray]]:
         """Reference samples and candidate samples per file, in the unit the metric asks for."""
-        ref = self.ref_all(metric, frames=unit == "frame")
+        ref = self.ref_samples(metric, unit)
         if unit == "frame":
             return ref, self.cand_frames
-        return (self.cached("ref_means", lambda: file_means(self.ref_frames)),
-                self.cached("cand_means", lambda: [m[None, :] for m in file_means(self.cand_frames)]))
+        return ref, self.cached("cand_means", lambda: [m[None, :] for m in file_means(self.cand_frames)])
+
+    def ref_samples(self, metric: str, unit: str) -> np.ndarray:
+        ref = self.ref_all(metric, frames=unit == "frame")
+        return ref if unit == "frame" else self.cached("ref_means", lambda: file_means(self.ref_frames))
 
     def ref_all(self, metric: str, frames: bool = True) -> np.ndarray:
         if not self.reference:
@@ -220,20 +226,36 @@ def _fad_per_file(ctx: _Context) -> dict:
             "note": "each file's own mean and covariance; a one-frame file has covariance 0"}
 
 
+def _kad_setup(ctx: _Context) -> tuple[str, int | None]:
+    """KAD's device and frame cap for this context (the cap applies off CUDA only)."""
+    device = ctx.kad_device
+    if device == "auto" and ctx.device.startswith("cuda"):
+        device = ctx.device
+    return device, (None if backend_for(device).is_cuda else (ctx.kad_max_frames or None))
+
+
+def _kad_reference(ctx: _Context) -> KernelReference:
+    device, max_frames = _kad_setup(ctx)
+    return ctx.cached("kad_reference", lambda: KernelReference.of(
+        ctx.ref_all("kad"), ctx.options.kad.bandwidth, ctx.options.seed, max_frames=max_frames, device=device,
+        checkpoint=ctx.checkpoint))
+
+
+def _prdc_reference(ctx: _Context) -> PrdcReference:
+    k, unit = ctx.options.prdc.k, ctx.options.prdc.unit
+    return ctx.cached(f"prdc_reference_{unit}", lambda: PrdcReference.of(ctx.ref_samples("prdc", unit), (k,),
+                                                                          ctx.checkpoint))
+
+
 def _kad(ctx: _Context) -> dict:
     """The reference side is one ``KernelReference`` (ctx cache key ``kad_reference``: a cached one put there
     is used as is and gives the same numbers). Sums run on ``kad_device``; off CUDA each set is capped at
     ``kad_max_frames`` frames by a seeded subsample, named in the result."""
     opts = ctx.options.kad
-    device = ctx.kad_device
-    if device == "auto" and ctx.device.startswith("cuda"):
-        device = ctx.device
-    max_frames = None if backend_for(device).is_cuda else (ctx.kad_max_frames or None)
+    device, max_frames = _kad_setup(ctx)
     seed = ctx.options.seed
     try:
-        reference = ctx.cached("kad_reference", lambda: KernelReference.of(
-            ctx.ref_all("kad"), opts.bandwidth, seed, max_frames=max_frames, device=device,
-            checkpoint=ctx.checkpoint))
+        reference = _kad_reference(ctx)
         terms = KernelTerms(None, ctx.cand_frames, opts.bandwidth, opts.scale, seed=seed, reference=reference,
                             device=device, max_frames=max_frames, checkpoint=ctx.checkpoint)
     except ValueError as exc:
@@ -270,9 +292,9 @@ def _ndb(ctx: _Context) -> dict:
 
 def _prdc(ctx: _Context) -> dict:
     k, unit = ctx.options.prdc.k, ctx.options.prdc.unit
-    ref, cand = ctx.samples("prdc", unit)
+    _, cand = ctx.samples("prdc", unit)
     try:  # ctx cache key prdc_reference_<unit>: a cached PrdcReference put there is used as is
-        reference = ctx.cached(f"prdc_reference_{unit}", lambda: PrdcReference.of(ref, (k,), ctx.checkpoint))
+        reference = _prdc_reference(ctx)
         terms = PrdcTerms(None, cand, k, reference=reference, checkpoint=ctx.checkpoint)
     except ValueError as exc:
         raise MetricInputError(f"prdc: {exc}; lower options.prdc.k") from exc
@@ -285,6 +307,77 @@ def _prdc(ctx: _Context) -> dict:
         out[name] = {"value": float(values[0]),
                      "interval": ctx.interval(boot[name] if boot else None, float(values[0]), bounds)}
     return out
+
+
+class ReferenceSide:
+    """What a job's metrics need from the reference alone (KAD's :class:`KernelReference`, PRDC's k-NN radii),
+    built or loaded outside :func:`evaluate_embeddings` with the very code it runs, so that the worker can cache
+    them and a job given them (``reference_terms=side.terms``) computes the same numbers, bit for bit.
+
+    Terms are named by their ``_Context`` cache key; :meth:`options` gives, per term, everything besides the
+    reference content and embedding provenance that changes it (the worker puts that into the cache key)."""
+
+    def __init__(self, metrics: Sequence[str], reference: Sequence[FileEmbedding], options: MetricOptions,
+                 device: str = "cpu", kad_device: str = "auto", kad_max_frames: int | None = 20_000,
+                 checkpoint: Callable[[], None] | None = None, rows: np.ndarray | None = None) -> None:
+        """``rows``: the reference files' frames already concatenated (a cached pack of the set), not copied."""
+        self._ctx = _Context(reference, [], options, None, None, device=device, kad_device=kad_device,
+                             kad_max_frames=kad_max_frames)
+        if checkpoint is not None:
+            self._ctx.checkpoint = checkpoint
+        if rows is not None:
+            self._ctx._cache["ref_all"] = rows
+        self.metrics = set(metrics)
+
+    def options(self) -> dict[str, dict[str, Any]]:
+        """Term name -> the options and versions that change it, for the terms these metrics read."""
+        out: dict[str, dict[str, Any]] = {}
+        opts = self._ctx.options
+        if "kad" in self.metrics:
+            device, max_frames = _kad_setup(self._ctx)
+            out["kad_reference"] = {"bandwidth": opts.kad.bandwidth, "seed": opts.seed, "max_frames": max_frames,
+                                    "backend": backend_for(device).name, "block_size": DEFAULT_BLOCK,
+                                    "version": _VERSIONS["kad"]}
+        if "prdc" in self.metrics:
+            out[f"prdc_reference_{opts.prdc.unit}"] = {"k": opts.prdc.k, "unit": opts.prdc.unit,
+                                                       "version": _VERSIONS["prdc"]}
+        return out
+
+    def compute(self, name: str) -> bytes | None:
+        """Build one term here and return it as cacheable bytes (without the reference frames, which the cache of
+        embeddings holds); None when the inputs cannot give it (the metric then says why)."""
+        try:
+            if name == "kad_reference":
+                return _kad_reference(self._ctx).to_bytes(include_frames=False)
+            return _prdc_reference(self._ctx).to_bytes(include_samples=False)
+        except (ValueError, MetricInputError):
+            self._ctx._cache.pop(name, None)
+            return None
+
+    def load(self, name: str, data: bytes) -> bool:
+        """Use a cached term; False (and nothing kept) when it does not fit these frames or options."""
+        try:
+            if name == "kad_reference":
+                device, max_frames = _kad_setup(self._ctx)
+                term: Any = KernelReference.from_bytes(data, frames=self._ctx.ref_all("kad"))
+                term.check(self._ctx.options.kad.bandwidth, self._ctx.options.seed, DEFAULT_BLOCK, max_frames)
+                if term.backend != backend_for(device).name:
+                    return False
+            else:
+                unit = self._ctx.options.prdc.unit
+                term = PrdcReference.from_bytes(data, samples=self._ctx.ref_samples("prdc", unit))
+                if self._ctx.options.prdc.k not in term.radii:
+                    return False
+        except (ValueError, MetricInputError, KeyError):
+            return False
+        self._ctx._cache[name] = term
+        return True
+
+    @property
+    def terms(self) -> dict[str, Any]:
+        """The context entries to seed ``evaluate_embeddings`` with (the terms, and the reference arrays they
+        were built from, so those are not concatenated twice)."""
+        return dict(self._ctx._cache)
 
 
 def _accuracy(ctx: _Context) -> dict:
@@ -416,7 +509,8 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
                         options: MetricOptions, reference_stats: GaussianStats | None = None,
                         on_stage: Callable[[str], None] | None = None, ndb_bins: NdbBins | None = None,
                         n_reference_files: int | None = None, checkpoint: Callable[[], None] | None = None,
-                        device: str = "cpu", kad_device: str = "auto", kad_max_frames: int | None = 20_000) -> dict:
+                        device: str = "cpu", kad_device: str = "auto", kad_max_frames: int | None = 20_000,
+                        reference_terms: dict[str, Any] | None = None) -> dict:
     """Compute embedding metrics. ``reference`` may be empty when only FAD-family metrics are asked and
     ``reference_stats`` (cached) is given (then ``n_reference_files`` says how many files made them);
     ``ndb_bins`` are cached bins of this reference, fitted on ``ndb_samples`` (else fitted here).
@@ -425,7 +519,9 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
     every metric fails is a :class:`MetricInputError` raised. ``checkpoint`` is called between metrics and
     between blocks of work inside them; whatever it raises (a cancel) propagates. ``timing_s`` holds the
     seconds each metric took. ``device`` is the worker's torch device (a GPU runs the FAD bootstrap);
-    ``kad_device`` and ``kad_max_frames`` are the worker's KAD settings (SOUNDCHECK_KAD_DEVICE, _KAD_MAX_FRAMES)."""
+    ``kad_device`` and ``kad_max_frames`` are the worker's KAD settings (SOUNDCHECK_KAD_DEVICE, _KAD_MAX_FRAMES).
+    ``reference_terms``: quantities of this reference alone, by context key (``ReferenceSide.terms``: cached
+    ``kad_reference``, ``prdc_reference_<unit>``), used as given; those computed here are added to the dict."""
     metrics = _check_metrics(metrics, _EMBEDDING_METRICS, "evaluate_signals (waveform pairs)")
     if not candidate:
         raise MetricInputError("the candidate set has no files")
@@ -433,6 +529,8 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
                    kad_device=kad_device, kad_max_frames=kad_max_frames)
     if checkpoint is not None:
         ctx.checkpoint = checkpoint
+    if reference_terms:
+        ctx._cache.update(reference_terms)
     dim = _check_dims(ctx)
     results: dict[str, Any] = {}
     timing: dict[str, float] = {}
@@ -449,6 +547,9 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
         else:
             results[name] = {**entry, **{k: v for k, v in ctx.sizes().items() if k not in entry}}
         timing[name] = round(time.perf_counter() - started, 4)
+    if reference_terms is not None:
+        reference_terms.update({k: v for k, v in ctx._cache.items()
+                                if k == "kad_reference" or k.startswith("prdc_reference_")})
     if all_failed(results):
         raise MetricInputError("; ".join(f"{name}: {entry['error']}" if len(results) > 1 else entry["error"]
                                          for name, entry in results.items()))

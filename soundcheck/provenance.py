@@ -81,6 +81,23 @@ def ndb_bins_key(dataset: str, emb_key: str, k: int, whiten: bool, seed: int, me
                    "sklearn": package_versions().get("scikit-learn")})
 
 
+def reference_pack_key(dataset: str, emb_key: str, keep: str, probs: bool) -> str:
+    """Key of a dataset's embeddings packed into one value, in the form its metrics keep (file means, frames),
+    with or without the class probabilities."""
+    return digest({"schema": KEY_SCHEMA, "kind": "reference-pack", "dataset": dataset, "embedding": emb_key,
+                   "keep": keep, "probs": probs, "numpy": package_versions().get("numpy")})
+
+
+def reference_term_key(dataset: str, emb_key: str, term: str, options: dict[str, Any]) -> str:
+    """Key of one metric's reference-alone quantity (KAD's bandwidth and reference kernel sum, PRDC's k-NN radii)
+    of a dataset under one embedding provenance; ``options`` are all that change it besides those (bandwidth
+    option, seed, frame cap, backend, block size, k, unit, metric version: ``ReferenceSide.options``)."""
+    versions = package_versions()
+    return digest({"schema": KEY_SCHEMA, "kind": "reference-term", "term": term, "dataset": dataset,
+                   "embedding": emb_key, "options": options,
+                   "packages": {k: versions.get(k) for k in ("numpy", "scipy", "scikit-learn", "torch")}})
+
+
 def result_provenance(emb_provenance: dict[str, Any] | None, metric_versions: dict[str, str]) -> dict[str, Any]:
     """Provenance block of a job result."""
     return {

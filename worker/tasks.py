@@ -23,6 +23,7 @@ from soundcheck.embeddings.registry import ModelUnavailable
 from soundcheck.evaluation import (
     FileEmbedding,
     MetricInputError,
+    ReferenceSide,
     all_failed,
     evaluate_embeddings,
     evaluate_signals,
@@ -37,11 +38,14 @@ from soundcheck.metrics.coverage import NdbBins
 from soundcheck.pipeline import FILES_PER_CHUNK, InputChanged, chunks, embed_stream, load_wave
 from soundcheck.provenance import (
     ndb_bins_key,
+    reference_pack_key,
     reference_stats_key,
+    reference_term_key,
     result_provenance,
 )
 from soundcheck.settings import get_settings
 from soundcheck.streaming import KEEP_STATS, SetFold, reference_keep
+from worker import reference_pack
 from worker.fanout import embed_dataset_fanned, helpers_for
 from worker.runtime import get_runtime
 from worker.stats_cache import StatsCache
@@ -307,17 +311,41 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     cached_stats = stats_cache.get(stats_key)
     ref_stats = GaussianStats.from_bytes(cached_stats) if cached_stats is not None else None
     ref_files: list[FileEmbedding] = []
+    pack_status: str | None = None
+    ref_rows: Any = None  # the packed reference's rows, when it came from the cache
+    bins, bins_hit = None, False
+    terms: dict[str, Any] = {}
+    term_cache: dict[str, str] = {}
     if keep == KEEP_STATS and ref_stats is not None:
         reporter.advance(len(reference.files or []))
     else:
         reporter.set_stage("waiting for the reference (another worker is embedding it)")
-        # one worker embeds a reference at a time; the others wait, then reuse its cached embeddings
+        # one worker embeds a reference (and computes what its metrics need of it alone) at a time; the others
+        # wait, then reuse its cached embeddings, statistics, bins and reference terms
         with stats_cache.lock(stats_key, on_wait=reporter.flush):
+            if cached_stats is None:  # the worker we waited for may have cached them meanwhile
+                cached_stats = stats_cache.get(stats_key)
+                ref_stats = GaussianStats.from_bytes(cached_stats) if cached_stats is not None else None
             reporter.set_stage("embedding reference")
-            ref_files, ref_stats = _fold_reference(redis, job_id, reference, model, emb_key, blobs, cache, reporter,
-                                                   keep, ref_stats)
+            with_probs = "kl" in metrics  # the one metric that reads the reference's class probabilities
+            pack_key = reference_pack_key(reference.id, emb_key, keep, with_probs)
+            packed = stats_cache.get(pack_key) if ref_stats is not None else None
+            if packed is not None:  # the set as its metrics keep it, in one value: no file read one by one
+                ref_files, ref_rows = reference_pack.unpack(packed)
+                reporter.advance(len(ref_files))
+            else:
+                ref_files, ref_stats = _fold_reference(redis, job_id, reference, model, emb_key, blobs, cache,
+                                                       reporter, keep, ref_stats)
+                _put_pack(stats_cache, pack_key, ref_files, with_probs)
+            if keep != KEEP_STATS:
+                pack_status = "hit" if packed is not None else "miss"
             if cached_stats is None:
                 stats_cache.put(stats_key, ref_stats.to_bytes())
+            bins, bins_hit = _ndb_bins(stats_cache, spec, metrics, reference.id, emb_key, ref_files)
+            side = ReferenceSide(metrics, ref_files, spec.options, device=runtime.device,
+                                 kad_device=settings.kad_device, kad_max_frames=settings.kad_max_frames,
+                                 checkpoint=reporter.checkpoint, rows=ref_rows)
+            terms, term_cache = _reference_terms(stats_cache, side, reference.id, emb_key, reporter)
     reporter.set_stage("embedding candidate")
     # every embedding metric reads the candidate's frames (FAD: its statistics, bootstrap, per-file and subset FAD)
     timing: dict[str, float] = {}
@@ -329,15 +357,17 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
         reporter.set_stage(f"classifying with {spec.options.accuracy.classifier}")
         classifier_prov = _classify(spec.options.accuracy.classifier, candidate, cand_files, blobs, batch,
                                     reporter.checkpoint)
-    bins, bins_hit = _ndb_bins(stats_cache, spec, metrics, reference.id, emb_key, ref_files)
     reporter.set_stage("computing metrics")
     part = evaluate_embeddings(metrics, ref_files, cand_files, spec.options, reference_stats=ref_stats,
                                on_stage=lambda stage: reporter.set_stage(f"computing {stage}"), ndb_bins=bins,
                                n_reference_files=len(reference.files or []), checkpoint=reporter.checkpoint,
                                device=runtime.device, kad_device=settings.kad_device,
-                               kad_max_frames=settings.kad_max_frames)
+                               kad_max_frames=settings.kad_max_frames, reference_terms=terms)
     cache_info = part.setdefault("diagnostics", {}).setdefault("cache", {})
     cache_info["reference_stats"] = "hit" if cached_stats is not None else "miss"
+    if pack_status is not None:
+        cache_info["reference_files"] = pack_status
+    cache_info.update(term_cache)
     part["diagnostics"]["reference_kept"] = keep
     if bins is not None:
         cache_info["ndb_bins"] = "hit" if bins_hit else "miss"
@@ -399,6 +429,36 @@ def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], refe
     bins = NdbBins.fit(samples, k=opts.k, whiten=opts.whiten, seed=spec.options.seed)
     stats_cache.put(key, bins.to_bytes())
     return bins, False
+
+
+def _put_pack(stats_cache: StatsCache, key: str, files: list[FileEmbedding], probs: bool) -> None:
+    """Cache the reference as kept, unless it would take more than its share of the stats cache's bound."""
+    data = reference_pack.pack(files, probs)
+    bound = stats_cache.max_bytes if stats_cache.max_bytes is not None else get_settings().stats_cache_max_bytes
+    if data is not None and len(data) <= bound * reference_pack.MAX_SHARE:
+        stats_cache.put(key, data)
+
+
+def _reference_terms(stats_cache: StatsCache, side: ReferenceSide, reference_id: str, emb_key: str,
+                     reporter: Reporter) -> tuple[dict[str, Any], dict[str, str]]:
+    """The reference-alone quantities of the job's metrics (KAD bandwidth and reference kernel sum, PRDC radii):
+    read from the cache, or computed here (under the reference's lock) and cached. Returns the terms to seed
+    ``evaluate_embeddings`` with, and ``hit``/``miss`` per term for ``diagnostics.cache``; a term the inputs
+    cannot give is left to the metric, which then says why."""
+    status: dict[str, str] = {}
+    for name, options in side.options().items():
+        label = "prdc_reference" if name.startswith("prdc_reference_") else name
+        key = reference_term_key(reference_id, emb_key, name, options)
+        cached = stats_cache.get(key)
+        if cached is not None and side.load(name, cached):
+            status[label] = "hit"
+            continue
+        reporter.set_stage(f"reference side: {label}")
+        data = side.compute(name)
+        if data is not None:
+            stats_cache.put(key, data)
+            status[label] = "miss"
+    return side.terms, status
 
 
 def _classify(name: str, candidate: DatasetView, cand_files: list, blobs: BlobStore, batch: int,

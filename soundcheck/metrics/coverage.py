@@ -3,6 +3,7 @@ precision/recall/density/coverage (Kynkäänniemi et al. 2019; Naeem et al., ICM
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -197,19 +198,39 @@ class PrdcReference:
         found = self.radii.get(int(k))
         return found if found is not None else _kth_neighbour_radii(self.samples.astype(np.float64), k, checkpoint)
 
-    def to_bytes(self) -> bytes:
+    def fingerprint(self) -> str:
+        """blake2b of the samples (dtype, shape, bytes): ties cached radii to the samples they came from."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{self.samples.dtype.str}{self.samples.shape}".encode())
+        h.update(np.ascontiguousarray(self.samples).tobytes())
+        return h.hexdigest()
+
+    def to_bytes(self, include_samples: bool = True) -> bytes:
+        """npz bytes (no pickle). Without the samples they are small (the radii); ``from_bytes`` then needs the
+        reference samples again and checks them against the stored fingerprint."""
         buf = io.BytesIO()
         ks = sorted(self.radii)
-        np.savez(buf, format=np.int64(_FORMAT), samples=self.samples, ks=np.array(ks, dtype=np.int64),
-                 **{f"radii_{k}": self.radii[k] for k in ks})
+        samples = {"samples": self.samples} if include_samples else {}
+        np.savez(buf, format=np.int64(_FORMAT), ks=np.array(ks, dtype=np.int64),
+                 fingerprint=np.str_(self.fingerprint()), **samples, **{f"radii_{k}": self.radii[k] for k in ks})
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> PrdcReference:
+    def from_bytes(cls, data: bytes, samples: np.ndarray | None = None) -> PrdcReference:
+        """``samples``: the reference samples, needed when the bytes were written without them."""
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             if int(z["format"]) != _FORMAT:
                 raise ValueError(f"unknown PrdcReference format {int(z['format'])}")
-            return cls(z["samples"].copy(), {int(k): z[f"radii_{int(k)}"].copy() for k in z["ks"]})
+            if "samples" in z:
+                kept = z["samples"].copy()
+            elif samples is None:
+                raise ValueError("this PrdcReference was stored without its samples: pass the reference samples")
+            else:
+                kept = _as_samples(samples)
+            out = cls(kept, {int(k): z[f"radii_{int(k)}"].copy() for k in z["ks"]})
+            if "fingerprint" in z and out.fingerprint() != str(z["fingerprint"]):
+                raise ValueError("the reference samples are not those the cached PRDC radii were computed from")
+            return out
 
 
 class PrdcTerms:
