@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -127,17 +126,21 @@ def test_upload_run_job_and_read_results(page: Page, console: Console, service: 
 
 def test_failed_job_shows_its_error(page: Page, console: Console, service: Service, example_sets: tuple[Path, Path],
                                     tmp_path: Path) -> None:
-    """A job that passes the door and fails in the worker: a registered file changed after registration."""
+    """A job that passes the door and fails in the worker: a registered file changed after registration (files
+    never embedded before, so no cached embedding of the registered content exists)."""
+    import numpy as np
+    import soundfile as sf
+
     ref_dir, _ = example_sets
     registered = service.settings.allowed_roots[0] / f"changed-{tmp_path.name}"
     registered.mkdir()
-    wavs = sorted(ref_dir.rglob("*.wav"))[:4]
-    for i, wav in enumerate(wavs):
-        shutil.copy(wav, registered / f"clip_{i}.wav")
+    t = np.arange(16000) / 16000
+    for i in range(4):
+        sf.write(registered / f"clip_{i}.wav", 0.3 * np.sin(2 * np.pi * (311 + 37 * i) * t), 16000)
     with Client(service.url) as client:
         ref_id = client.upload(ref_dir).id
     cand_id = httpx.post(f"{service.url}/v1/datasets/register", json={"path": str(registered)}).json()["id"]
-    shutil.copy(wavs[-1], registered / "clip_0.wav")  # other content than the one registered
+    sf.write(registered / "clip_0.wav", 0.3 * np.sin(2 * np.pi * 997 * t), 16000)  # not what was registered
     open_dashboard(page, service)
     job_id = start_job(page, ref_id, cand_id, ["fad"])
     expect(page.locator("#view-job")).to_have_attribute("data-status", "failed", timeout=60_000)
