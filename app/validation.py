@@ -10,20 +10,15 @@ a classifier is checked by its files, as ``soundcheck.embeddings.classifier`` na
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from redis import Redis
 
+from soundcheck.classifier_files import CLASSIFIER_DIR, labels_problem, list_classifiers
 from soundcheck.datastore import ManifestStore
-from soundcheck.jobspec import CLASSIFIER_NAME, SIGNAL_METRICS, FileEntry, JobCreate
+from soundcheck.jobspec import SIGNAL_METRICS, FileEntry, JobCreate
 from soundcheck.settings import Settings
-
-#: As in soundcheck.embeddings.classifier (which imports torch): <model_dir>/classifiers/NAME.pt + NAME.labels.json.
-CLASSIFIER_DIR = "classifiers"
-_NAME = re.compile(CLASSIFIER_NAME)
 
 
 def check_job(redis: Redis, settings: Settings, spec: JobCreate) -> None:
@@ -135,33 +130,6 @@ def _classifier_problem(model_dir: Path, name: str) -> str | None:
     return (f"classifier {name!r} is not installed: <model_dir>/{CLASSIFIER_DIR}/ lacks {' and '.join(missing)} "
             f"(classifiers present: {present}); name one of them in options.accuracy.classifier, or leave it out "
             "for the linear probe")
-
-
-def labels_problem(path: Path) -> str | None:
-    """What is wrong with a ``NAME.labels.json`` (the worker's ``read_labels`` rules), or None."""
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return f"is not readable JSON ({exc})"
-    if not isinstance(spec, dict):
-        return "must be an object with 'sample_rate' and 'labels'"
-    rate, labels = spec.get("sample_rate"), spec.get("labels")
-    if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
-        return f"needs 'sample_rate' as a positive integer, not {rate!r}"
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        return "needs 'labels' as a non-empty list of strings"
-    if len(set(labels)) != len(labels):
-        return "has duplicate labels"
-    return None
-
-
-def list_classifiers(model_dir: Path) -> list[str]:
-    """Names whose module and labels file are both present (as soundcheck.embeddings.classifier lists them)."""
-    folder = Path(model_dir) / CLASSIFIER_DIR
-    if not folder.is_dir():
-        return []
-    names = (p.name[: -len(".pt")] for p in folder.glob("*.pt"))
-    return sorted(n for n in names if _NAME.match(n) and (folder / f"{n}.labels.json").is_file())
 
 
 _CHECKS: dict[str, Callable[[_Sets], str | None]] = {

@@ -13,8 +13,6 @@ batches; others one length at a time, so the module never sees padding it was no
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,46 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from soundcheck.classifier_files import CLASSIFIER_DIR, classifier_paths, list_classifiers, read_labels
 from soundcheck.embeddings.base import sha256_file
 from soundcheck.embeddings.registry import ModelUnavailable
 
-CLASSIFIER_DIR = "classifiers"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def classifier_paths(model_dir: Path, name: str) -> tuple[Path, Path]:
-    """(``NAME.pt``, ``NAME.labels.json``) under ``<model_dir>/classifiers``; rejects names that are paths."""
-    if not _NAME.match(name) or name.endswith(".labels"):
-        raise ValueError(f"invalid classifier name {name!r}: letters, digits, '_', '.', '-' only")
-    folder = Path(model_dir) / CLASSIFIER_DIR
-    return folder / f"{name}.pt", folder / f"{name}.labels.json"
-
-
-def list_classifiers(model_dir: Path) -> list[str]:
-    """Names of the classifiers whose module and labels file are both present."""
-    folder = Path(model_dir) / CLASSIFIER_DIR
-    if not folder.is_dir():
-        return []
-    names = (p.name[: -len(".pt")] for p in folder.glob("*.pt"))
-    return sorted(n for n in names if _NAME.match(n) and (folder / f"{n}.labels.json").is_file())
-
-
-def read_labels(path: Path) -> tuple[int, list[str]]:
-    """(sample rate, labels) from a ``NAME.labels.json``, with a message that says what is wrong."""
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not readable JSON ({exc})") from exc
-    if not isinstance(spec, dict):
-        raise ValueError(f"{path}: expected an object with 'sample_rate' and 'labels'")
-    rate, labels = spec.get("sample_rate"), spec.get("labels")
-    if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
-        raise ValueError(f"{path}: 'sample_rate' must be a positive integer, got {rate!r}")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise ValueError(f"{path}: 'labels' must be a non-empty list of strings")
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"{path}: 'labels' has duplicates")
-    return rate, labels
+__all__ = ["CLASSIFIER_DIR", "OperatorClassifier", "classifier_paths", "list_classifiers", "load_classifier",
+           "read_labels"]
 
 
 class OperatorClassifier:
