@@ -71,8 +71,14 @@ class Stats:
 
 
 async def _client(http: httpx.AsyncClient, stop_at: float, job_ids: list[str], post_body: dict,
-                  post_tokens: asyncio.Queue, stats: Stats, rng: random.Random) -> None:
+                  post_tokens: asyncio.Queue, stats: Stats, rng: random.Random, think_s: float = 0.0) -> None:
+    """One client: a request, then (``think_s`` > 0) a pause of 0.5-1.5 x ``think_s`` as a polling dashboard or
+    training server makes; with 0 it is a closed loop, each request sent the moment the last one returned."""
+    first = True
     while time.perf_counter() < stop_at:
+        if think_s > 0 and not first:
+            await asyncio.sleep(think_s * rng.uniform(0.5, 1.5))
+        first = False
         if not post_tokens.empty():
             post_tokens.get_nowait()
             name, started = "POST /v1/jobs", time.perf_counter()
@@ -103,7 +109,7 @@ async def _tokens(queue: asyncio.Queue, rate: float, stop_at: float) -> None:
 
 
 async def _load(url: str, clients: int, seconds: float, post_rate: float, job_ids: list[str],
-                post_body: dict) -> Stats:
+                post_body: dict, think_s: float = 0.0) -> Stats:
     stats = Stats()
     rng = random.Random(0)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -111,7 +117,7 @@ async def _load(url: str, clients: int, seconds: float, post_rate: float, job_id
         stop_at = time.perf_counter() + seconds
         tokens: asyncio.Queue = asyncio.Queue()
         await asyncio.gather(_tokens(tokens, post_rate, stop_at),
-                             *(_client(http, stop_at, job_ids, post_body, tokens, stats, rng)
+                             *(_client(http, stop_at, job_ids, post_body, tokens, stats, rng, think_s)
                                for _ in range(clients)))
     return stats
 
@@ -155,9 +161,10 @@ def _measure(args: argparse.Namespace, code_root: str | None) -> tuple[Stats, bo
                 post_body = {"reference": ids[0], "candidate": ids[1], "options": {"bootstrap": 0}}
                 job_ids = [busy["id"]] + [http.post("/v1/jobs", json=post_body).json()["id"] for _ in range(20)]
             stats = asyncio.run(_load(service.url, args.clients, args.seconds, args.post_rate, job_ids,
-                                      post_body))
+                                      post_body, args.think_s))
             with httpx.Client(base_url=service.url, timeout=30.0) as http:
-                still_busy = http.get(f"/v1/jobs/{busy['id']}").json()["status"] == "running"
+                # the first long job may have ended: busy means the worker is still running one of the queue
+                still_busy = any(w.get("state") == "busy" for w in http.get("/v1/health").json()["worker_details"])
         finally:
             service.stop()
     return stats, still_busy
@@ -171,6 +178,8 @@ def main() -> int:
     parser.add_argument("--peer-root", default=None, help="another checkout to measure the same way")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds when --peer-root is given")
     parser.add_argument("--smoke", action="store_true", help="a few seconds, 10 clients")
+    parser.add_argument("--think-s", type=float, default=0.0,
+                        help="mean pause between a client's requests (0: closed loop; the dashboard polls every 1 s)")
     args = parser.parse_args()
     if args.smoke:
         args.clients, args.seconds, args.post_rate = min(args.clients, 10), 3.0, min(args.post_rate, 5.0)
@@ -186,7 +195,8 @@ def main() -> int:
         still_busy &= busy
         if args.peer_root:
             peers.append(_measure(args, args.peer_root)[0])
-    print(f"load: {args.clients} clients, {args.seconds:.0f} s, POST rate {args.post_rate:g}/s, rounds {rounds}, "
+    print(f"load: {args.clients} clients, think time {args.think_s:g} s, {args.seconds:.0f} s, "
+          f"POST rate {args.post_rate:g}/s, rounds {rounds}, "
           f"worker busy throughout: {still_busy}, cores: {os.cpu_count()}, "
           f"load average: {os.getloadavg()[0]:.1f}")
     all_ok = True

@@ -166,6 +166,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.port:
         settings.api_port = args.port
+    if args.host:
+        settings.api_host = args.host
+    if args.allow_unauthenticated_network:  # handed to the api process with every other setting
+        settings.allow_unauthenticated_network = True
     try:
         return serve_forever(settings, n_workers=args.workers)
     except ServeError as exc:
@@ -305,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "Ctrl-C stops all")
     p.add_argument("--workers", type=_positive_int, default=1, help="worker processes to run (default 1)")
     p.add_argument("--port", type=int, default=None, help="api port (default SOUNDCHECK_API_PORT)")
+    p.add_argument("--host", default=None, help="api address (default SOUNDCHECK_API_HOST, 127.0.0.1)")
+    p.add_argument("--allow-unauthenticated-network", action="store_true",
+                   help="bind a non-loopback --host without SOUNDCHECK_API_TOKENS: anyone who reaches the port can "
+                        "use the api (see SECURITY.md); without this flag serve refuses")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="evaluate the generated example candidate set against the example reference")

@@ -30,3 +30,11 @@ def test_models_verify_fails_on_a_file_that_is_not_the_official_one(tmp_path: Pa
 def test_models_pull_of_a_packaged_model_downloads_nothing(tmp_path: Path) -> None:
     result = _cli("models", "pull", "yamnet", model_dir=tmp_path)
     assert result.returncode == 0 and "nothing to download" in result.stdout
+
+
+def test_serve_has_the_explicit_opt_out_flag_for_an_open_network_binding() -> None:
+    from soundcheck.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--allow-unauthenticated-network"])
+    assert args.host == "0.0.0.0" and args.allow_unauthenticated_network is True
+    assert build_parser().parse_args(["serve"]).allow_unauthenticated_network is False
