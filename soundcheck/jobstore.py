@@ -183,22 +183,32 @@ class JobStore:
     def attempt_notes(self, job_id: str) -> list[str]:
         return [_text(n) for n in self.redis.lrange(ATTEMPTS_KEY.format(job_id), 0, -1)]
 
-    def progress(self, job_id: str, done: int, total: int, stage: str, attempt: int | None = None) -> bool:
-        """Write progress; with ``attempt``, only while that attempt is the running one. False when nothing
-        was written: the job ended, or (with ``attempt``) another attempt took it over."""
+    @staticmethod
+    def _owned_by(attempt: int | None) -> Callable[[JobView], bool]:
+        """With ``attempt``: only while that attempt is the running one (an attempt taken for dead must not
+        write over the one that replaced it); without: any unfinished record."""
         def current(view: JobView) -> bool:
             return attempt is None or (view.status == "running" and view.attempts == attempt)
+        return current
 
-        return self._update(job_id, when=current, progress=Progress(done=done, total=total, stage=stage)) is not None
+    def progress(self, job_id: str, done: int, total: int, stage: str, attempt: int | None = None) -> bool:
+        """Write progress; False when nothing was written: the job ended, or (with ``attempt``) another attempt
+        took it over."""
+        return self._update(job_id, when=self._owned_by(attempt),
+                            progress=Progress(done=done, total=total, stage=stage)) is not None
 
-    def finish(self, job_id: str, result: dict[str, Any]) -> None:
+    def finish(self, job_id: str, result: dict[str, Any], attempt: int | None = None) -> bool:
+        """Store the result and mark the record finished (with ``attempt``: only if that attempt still owns it)."""
+        view = self.get(job_id, with_result=False)
+        if view is None or view.status in TERMINAL or not self._owned_by(attempt)(view):
+            return False  # never overwrite the result of the attempt that replaced this one
         self.redis.set(RESULT_KEY.format(job_id), json.dumps(result, allow_nan=False))
-        self._update(job_id, lambda v: {"progress": v.progress.model_copy(update={"stage": "finished"})},
-                     status="finished", ended_at=_now())
+        return self._update(job_id, lambda v: {"progress": v.progress.model_copy(update={"stage": "finished"})},
+                            when=self._owned_by(attempt), status="finished", ended_at=_now()) is not None
 
-    def fail(self, job_id: str, error: str) -> None:
-        self._update(job_id, lambda v: {"progress": v.progress.model_copy(update={"stage": "failed"})},
-                     status="failed", ended_at=_now(), error=error)
+    def fail(self, job_id: str, error: str, attempt: int | None = None) -> bool:
+        return self._update(job_id, lambda v: {"progress": v.progress.model_copy(update={"stage": "failed"})},
+                            when=self._owned_by(attempt), status="failed", ended_at=_now(), error=error) is not None
 
     def list(self, limit: int = 50) -> list[JobView]:
         """The newest records without results: two round trips whatever ``limit`` is."""

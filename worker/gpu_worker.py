@@ -202,12 +202,14 @@ class SoundcheckWorker(SimpleWorker):
 
     def clean_registries(self) -> None:
         """RQ's own periodic maintenance (main loop, every 10 min), under the same turn key as the pulse's
-        cleanup, so two workers (or a worker's two threads) never retry one abandoned job twice."""
+        cleanup, so two workers (or a worker's two threads) never retry one abandoned job twice. The pulse takes
+        that turn every ~10 s, so the registry cleanups that retry nothing (dead workers, the intermediate queue)
+        run regardless of it."""
         for q in self.queues:
             if self._maintenance_turn(f"queue:{q.name}"):
                 rq_clean_registries(q, self._exc_handlers)
-                worker_registration.clean_worker_registry(q)
-                q.intermediate_queue.cleanup(self, q)
+            worker_registration.clean_worker_registry(q)
+            q.intermediate_queue.cleanup(self, q)
         self.last_cleaned_at = now()
 
     def find_abandoned_jobs(self) -> None:

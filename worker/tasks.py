@@ -221,7 +221,7 @@ def evaluate(job_id: str, spec_json: dict[str, Any]) -> dict[str, Any]:
         return {"job": job_id, "status": "superseded"}
     except USER_ERRORS as exc:
         log.info("job %s failed: %s", job_id, exc)
-        store.fail(job_id, str(exc))
+        store.fail(job_id, str(exc), attempt=started.attempts)
         return {"job": job_id, "status": "failed", "error": str(exc)}
     except JobTimeoutException:
         _no_retry(rq_job)
@@ -232,14 +232,18 @@ def evaluate(job_id: str, spec_json: dict[str, Any]) -> dict[str, Any]:
         raise
     except Exception as exc:
         _no_retry(rq_job)
-        store.fail(job_id, f"internal error ({type(exc).__name__}: {exc}); the worker log has the traceback")
+        store.fail(job_id, f"internal error ({type(exc).__name__}: {exc}); the worker log has the traceback",
+                   attempt=started.attempts)
         raise
     finally:
         _watch = None
     notes = store.attempt_notes(job_id)
     if notes:  # a worker died under an earlier attempt: say so next to the numbers
         result["warnings"] = [f"retried: {n}" for n in notes] + result.get("warnings", [])
-    store.finish(job_id, result)
+    if not store.finish(job_id, result, attempt=started.attempts):
+        log.warning("job %s: attempt %d finished after another attempt took the job over; result dropped", job_id,
+                    started.attempts)
+        return {"job": job_id, "status": "superseded"}
     return {"job": job_id, "status": "finished"}
 
 
@@ -407,8 +411,8 @@ def _embed(redis: Redis, job_id: str, dataset: DatasetView, model: EmbeddingMode
     if len(files) > settings.fanout_chunk_files and helpers_for(redis, model.spec.id, me) > 0:
         embed_dataset_fanned(redis, job_id, dataset.id, files, model, emb_key, blobs, cache, settings.batch_size,
                              me, settings.fanout_chunk_files, reporter.advance, reporter.flush)
-        return embed_stream(files, model, blobs, cache, timing=timing)  # all cached now: a read
-    return embed_stream(files, model, blobs, cache, on_file=reporter.advance, timing=timing)
+        return embed_stream(files, model, blobs, cache, settings.batch_size, timing=timing)  # all cached: a read
+    return embed_stream(files, model, blobs, cache, settings.batch_size, on_file=reporter.advance, timing=timing)
 
 
 def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], reference_id: str, emb_key: str,
