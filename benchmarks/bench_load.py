@@ -74,6 +74,8 @@ async def _client(http: httpx.AsyncClient, stop_at: float, job_ids: list[str], p
                   post_tokens: asyncio.Queue, stats: Stats, rng: random.Random, think_s: float = 0.0) -> None:
     """One client: a request, then (``think_s`` > 0) a pause of 0.5-1.5 x ``think_s`` as a polling dashboard or
     training server makes; with 0 it is a closed loop, each request sent the moment the last one returned."""
+    if think_s > 0:  # polling clients run in random phase, as in a steady state (not all at t = 0)
+        await asyncio.sleep(rng.uniform(0.0, think_s))
     first = True
     while time.perf_counter() < stop_at:
         if think_s > 0 and not first:
@@ -151,7 +153,7 @@ def _measure(args: argparse.Namespace, code_root: str | None) -> tuple[Stats, bo
                 long_job = {"reference": ids[0], "candidate": ids[1], "metrics": ["fad", "kad", "prdc", "fad_inf"],
                             "options": {"bootstrap": 2000, "fad_inf": {"repeats": 100}}}
                 busy = http.post("/v1/jobs", json=long_job).raise_for_status().json()
-                for _ in range(4):
+                for _ in range(2 if args.smoke else 20):  # more than the worker can finish in a round
                     http.post("/v1/jobs", json=long_job).raise_for_status()
                 deadline = time.monotonic() + 120
                 while http.get(f"/v1/jobs/{busy['id']}").json()["status"] == "queued":
