@@ -110,8 +110,17 @@ async def _tokens(queue: asyncio.Queue, rate: float, stop_at: float) -> None:
         await asyncio.sleep(1.0 / rate)
 
 
+async def _worker_states(url: str, stop_at: float, states: list[str]) -> None:
+    """The worker's RQ state every 0.5 s while the load runs (its own connection, outside the clients' stats)."""
+    async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
+        while time.perf_counter() < stop_at:
+            details = (await http.get("/v1/health")).json().get("worker_details", [])
+            states.append(",".join(str(w.get("state")) for w in details) or "no live worker")
+            await asyncio.sleep(0.5)
+
+
 async def _load(url: str, clients: int, seconds: float, post_rate: float, job_ids: list[str],
-                post_body: dict, think_s: float = 0.0) -> Stats:
+                post_body: dict, think_s: float = 0.0, states: list[str] | None = None) -> Stats:
     stats = Stats()
     rng = random.Random(0)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -119,6 +128,7 @@ async def _load(url: str, clients: int, seconds: float, post_rate: float, job_id
         stop_at = time.perf_counter() + seconds
         tokens: asyncio.Queue = asyncio.Queue()
         await asyncio.gather(_tokens(tokens, post_rate, stop_at),
+                             _worker_states(url, stop_at, states if states is not None else []),
                              *(_client(http, stop_at, job_ids, post_body, tokens, stats, rng, think_s)
                                for _ in range(clients)))
     return stats
@@ -162,11 +172,13 @@ def _measure(args: argparse.Namespace, code_root: str | None) -> tuple[Stats, bo
                     time.sleep(0.2)
                 post_body = {"reference": ids[0], "candidate": ids[1], "options": {"bootstrap": 0}}
                 job_ids = [busy["id"]] + [http.post("/v1/jobs", json=post_body).json()["id"] for _ in range(20)]
+            states: list[str] = []
             stats = asyncio.run(_load(service.url, args.clients, args.seconds, args.post_rate, job_ids,
-                                      post_body, args.think_s))
-            with httpx.Client(base_url=service.url, timeout=30.0) as http:
-                # the first long job may have ended: busy means the worker is still running one of the queue
-                still_busy = any(w.get("state") == "busy" for w in http.get("/v1/health").json()["worker_details"])
+                                      post_body, args.think_s, states))
+            busy_share = sum(state == "busy" for state in states) / max(1, len(states))
+            print(f"# worker state sampled every 0.5 s: busy in {100 * busy_share:.0f}% of {len(states)} samples "
+                  f"({', '.join(sorted(set(states)))})")
+            still_busy = busy_share >= 0.95
         finally:
             service.stop()
     return stats, still_busy
