@@ -158,10 +158,16 @@ def _measure(args: argparse.Namespace, code_root: str | None) -> tuple[Stats, bo
                 for salt in (0.0, 7.0):
                     files = [("files", (f"{i}.wav", _wav(200 + 40 * i + salt))) for i in range(12)]
                     ids.append(http.post("/v1/datasets", files=files).raise_for_status().json()["id"])
-                # long jobs keep the only worker busy throughout: the largest bootstrap the api accepts (2000)
-                # on four metrics, queued several times (the first is the one whose GETs are measured)
-                long_job = {"reference": ids[0], "candidate": ids[1], "metrics": ["fad", "kad", "prdc", "fad_inf"],
-                            "options": {"bootstrap": 2000, "fad_inf": {"repeats": 100}}}
+                # long jobs keep the only worker busy throughout: KAD over the frames of two sets of long files
+                # with the largest bootstrap the api accepts (2000), queued several times (the first is the one
+                # whose GETs are measured)
+                seconds = 2.0 if args.smoke else 60.0
+                long_ids = []
+                for salt in (3.0, 11.0):
+                    files = [("files", (f"{i}.wav", _wav(230 + 40 * i + salt, seconds))) for i in range(12)]
+                    long_ids.append(http.post("/v1/datasets", files=files).raise_for_status().json()["id"])
+                long_job = {"reference": long_ids[0], "candidate": long_ids[1], "metrics": ["fad", "kad", "prdc"],
+                            "options": {"bootstrap": 2000, "prdc": {"k": 5, "unit": "frame"}}}
                 busy = http.post("/v1/jobs", json=long_job).raise_for_status().json()
                 for _ in range(2 if args.smoke else 20):  # more than the worker can finish in a round
                     http.post("/v1/jobs", json=long_job).raise_for_status()
