@@ -106,15 +106,11 @@ def embed_stream(
         hits.discard(i)
         out.append(FileEmbedding(name=entry.name, frames=emb.frames, probs=emb.probs, label=entry.label,
                                  sample_rate=entry.sample_rate, silent=entry.silent))
-        if len(out) >= chunk_files:
+        if len(out) >= chunk_files or i == len(files) - 1:
             if on_file is not None:
                 on_file(len(out))
             yield out
             out = []
-    if out:
-        if on_file is not None:
-            on_file(len(out))
-        yield out
 
 
 def embed_files(
