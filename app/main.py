@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.api.auth import REQUEST_ID, Guard, RequestId, check_binding, route_path
 from app.api.deps import require_token
 from app.api.problems import allowed_methods, install_openapi
-from app.api.routes import datasets, health, jobs, metrics, models
+from app.api.routes import audio, datasets, health, jobs, metrics, models
 from app.datasets import Forbidden
 from app.jobs import JobRequestError
 from app.quota import QuotaExceeded
@@ -221,6 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     secured = [Depends(require_token)]
     for module in (health, datasets, jobs, models, metrics):
         app.include_router(module.router, prefix="/v1", dependencies=secured if module is not health else [])
+    app.include_router(audio.router, prefix="/v1")  # each route checks the token itself (or an audio URL's signature)
 
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(Guard, settings=settings)  # added last = runs first: no token, no body read

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from soundcheck.cli_output import EXIT, print_result, wait_with_progress
 from soundcheck.client import Client, ServiceUnreachable, SoundcheckError
+from soundcheck.export import FORMATS
 from soundcheck.jobspec import METRIC_NAMES, JobView
 from soundcheck.settings import get_settings
 
@@ -56,7 +58,7 @@ def service_for(args: argparse.Namespace) -> Iterator[Client]:
         answered = True
     if not answered:
         if args.no_start:
-            raise SystemExit(f"no soundcheck api answers at {_url(args)} (start it with `soundcheck serve`)")
+            raise ServiceUnreachable(f"no soundcheck api answers at {_url(args)} (start it with `soundcheck serve`)")
         from soundcheck.serve import Service
 
         console.print("[dim]no service running: starting Redis, a worker and the api for this command...[/]")
@@ -83,57 +85,12 @@ def _dataset_id(client: Client, source: str, label: str) -> str:
 
 
 def _wait_with_progress(client: Client, job: JobView) -> JobView:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("queued", total=None)
-
-        def show(view: JobView) -> None:
-            total = view.progress.total or None
-            bar.update(task, description=view.progress.stage, completed=view.progress.done, total=total)
-
-        return client.wait(job.id, poll_s=0.3, on_progress=show)
+    return wait_with_progress(lambda show: client.wait(job.id, poll_s=0.3, on_progress=show), console)
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
-def result_table(view: JobView) -> Table:
-    result = view.result or {}
-    embedding = view.spec.embedding if view.spec is not None else "unknown"
-    table = Table(title=f"soundcheck job {view.id[:12]} — embedding {embedding}")
-    for col in ("metric", "value", "95% interval", "n ref", "n cand", "notes"):
-        table.add_column(col, justify="right" if col not in ("metric", "notes") else "left")
-    for name, entry in (result.get("metrics") or {}).items():
-        # prdc-like entries carry several scored parts, each a {"value", "interval"} dict
-        if entry.get("error"):
-            table.add_row(name, "—", "", "", "", f"not computed: {entry['error']}")
-            continue
-        parts = {f"{name}.{k}": v for k, v in entry.items() if isinstance(v, dict) and "value" in v}
-        rows = parts if entry.get("value") is None and parts else {name: entry}
-        notes = ", ".join(f"{k}={_fmt(entry[k])}" for k in ("bandwidth", "ndb_over_k", "jsd_bits", "slope", "r2")
-                          if k in entry)
-        for label, item in rows.items():
-            interval = item.get("interval")
-            span = f"[{_fmt(interval['low'])}, {_fmt(interval['high'])}]" if interval else ""
-            table.add_row(label, _fmt(item.get("value")), span, _fmt(entry.get("n_reference")),
-                          _fmt(entry.get("n_candidate")), notes if label == name else "")
-    return table
-
-
-def _print_result(view: JobView, as_json: bool) -> int:
-    if as_json:
-        out.print_json(view.model_dump_json())
-        return 0 if view.status == "finished" else 1
-    if view.status == "failed":
-        console.print(f"[red]job failed:[/] {view.error}")
-        return 1
-    out.print(result_table(view))
-    for warning in (view.result or {}).get("warnings", []):
-        console.print(f"[yellow]warning:[/] {warning}")
-    return 0
+def _print_result(view: JobView, args: argparse.Namespace) -> int:
+    fmt = "json" if getattr(args, "json", False) else getattr(args, "format", None) or "table"
+    return print_result(view, fmt, getattr(args, "plot", None), out, console)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -145,7 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cand = _dataset_id(client, args.candidate, "candidate")
         job = client.submit(ref, cand, args.embedding, args.metrics.split(","), options)
         console.print(f"job {job.id} queued")
-        return _print_result(_wait_with_progress(client, job), args.json)
+        return _print_result(_wait_with_progress(client, job), args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -212,7 +169,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             out.print_json(json.dumps(client._json("GET", "/v1/jobs")))
             return 0
         view = _wait_with_progress(client, client.job(args.id)) if args.action == "wait" else client.job(args.id)
-        return _print_result(view, args.json)
+        return _print_result(view, args)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -297,12 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", default=None, help="api base URL (default: http://SOUNDCHECK_API_HOST:PORT)")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def output_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--format", choices=FORMATS, default="table", help="table (default), json (the whole job), "
+                       "csv or latex (booktabs) on stdout; exit 0 ok, 2 usage, 3 job failed, 4 no api answers")
+        p.add_argument("--plot", metavar="DIR", default=None, help="write PNG and SVG figures (NDB bins, per-file "
+                       "FAD, FAD-inf fit) to DIR (needs matplotlib: the plots extra)")
+
     def eval_args(p: argparse.ArgumentParser, metrics: str) -> None:
         p.add_argument("--embedding", default="mel", help="embedding model id (soundcheck models list)")
         p.add_argument("--metrics", default=metrics, help=f"comma-separated, of: {', '.join(METRIC_NAMES)}")
         p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (default 100, 0 = off)")
         p.add_argument("--options", default=None, help='JSON metric options, e.g. \'{"kad": {"bandwidth": 2}}\'')
-        p.add_argument("--json", action="store_true", help="print the whole job as JSON")
+        p.add_argument("--json", action="store_true", help="print the whole job as JSON (= --format json)")
+        output_args(p)
         p.add_argument("--no-start", action="store_true", help="fail instead of starting the embedded service")
 
     p = sub.add_parser("serve", help="start Redis (if needed), workers and the api, restart any that dies; "
@@ -335,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("list", "show", "wait"))
     p.add_argument("id", nargs="?")
     p.add_argument("--json", action="store_true")
+    output_args(p)
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("models", help="list | verify | pull NAME (the only command that downloads)")
@@ -361,9 +326,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ServiceUnreachable as exc:
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        return EXIT["unreachable"]
     except SoundcheckError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        return EXIT["usage"]
     except KeyboardInterrupt:
         return 130
     except ModuleNotFoundError as exc:  # the light install (client only) running a command of the service
@@ -372,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]error:[/] `soundcheck {args.command}` needs the service's packages ({exc.name} is not "
                       "installed): pip install 'soundcheck\\[all]'. The light install talks to a running service: "
                       "`soundcheck --url URL eval|datasets|jobs ...`, or soundcheck.client in Python.", soft_wrap=True)
-        return 3
+        return EXIT["usage"]
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from soundcheck.metrics import diagnostics as diag
 from soundcheck.metrics import signal as sig
 from soundcheck.metrics.bootstrap import interval_from_replicates, percentile_interval, resample_weights
 from soundcheck.metrics.classifier import KL_EPS, classification_accuracy, inception_score, linear_probe, paired_kl
-from soundcheck.metrics.coverage import NdbBins, PrdcReference, PrdcTerms
+from soundcheck.metrics.coverage import NdbBins, PrdcReference, PrdcTerms, nearest_files
 from soundcheck.metrics.frechet import FileGaussians, FrechetReference, GaussianStats, fad_inf, fad_per_file
 from soundcheck.metrics.kernel import DEFAULT_BLOCK, KernelReference, KernelTerms, backend_for
 
@@ -33,6 +33,8 @@ _VERSIONS["fad"] = "3"  # basic bootstrap interval (the bias-shifted percentile 
 FAD_FAMILY = frozenset({"fad", "fad_inf", "fad_per_file"})
 #: FAD's interval: basic bootstrap (tests/unit/metrics/test_interval_coverage.py; docs/metrics-reference.md).
 FAD_INTERVAL = "basic"
+#: NDB names the files nearest the centre of at most this many differing bins (3 candidate, 3 reference each).
+NDB_BIN_FILES_MAX = 50
 
 
 class MetricInputError(ValueError):
@@ -281,13 +283,22 @@ def _ndb(ctx: _Context) -> dict:
     else:
         bins = NdbBins.fit(ref, k=opts.k, whiten=opts.whiten, seed=ctx.options.seed, checkpoint=ctx.checkpoint)
     res = bins.evaluate(np.concatenate(cand), alpha=opts.alpha, z_threshold=opts.z_threshold)
+    different = res.different_bins[:NDB_BIN_FILES_MAX]
+    cand_owners = [f.name for f, c in zip(ctx.candidate, cand, strict=True) for _ in range(len(c))]
+    ref_owners = ([f.name for f in ctx.reference for _ in range(frame_count(f))] if opts.unit == "frame"
+                  else [f.name for f in ctx.reference])
+    near_cand = nearest_files(bins, np.concatenate(cand), cand_owners, different)
+    near_ref = (nearest_files(bins, ref, ref_owners, different) if len(ref_owners) == len(ref)
+                else {b: [] for b in different})
+    bin_files = [{"bin": b, "candidate": near_cand[b], "reference": near_ref[b]} for b in different]
     return {"value": res.ndb, "interval": None, "ndb": res.ndb, "ndb_over_k": res.ndb_over_k, "k": res.k,
             "jsd": res.jsd_nats, "jsd_bits": res.jsd_bits, "different_bins": res.different_bins,
             "alpha": res.alpha, "z_threshold": res.z_threshold, "whiten": bins.whiten, "seed": bins.seed,
             "unit": opts.unit, "samples_reference": len(ref), "samples_candidate": int(sum(len(c) for c in cand)),
             "bins": {"reference_proportions": res.reference_proportions,
                      "candidate_proportions": res.candidate_proportions, "standard_errors": res.standard_errors,
-                     "z": res.z, "p_values": res.p_values, "order": "decreasing reference bin size"}}
+                     "z": res.z, "p_values": res.p_values, "order": "decreasing reference bin size"},
+            "bin_files": bin_files}
 
 
 def _prdc(ctx: _Context) -> dict:

@@ -30,6 +30,8 @@ AUTHORIZED = "authorized"
 PUBLIC_PATHS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 PUBLIC_PREFIXES = ("/dashboard/",)
 OPTIONAL_AUTH_PATHS = frozenset({"/v1/health"})
+#: A file's audio stream (app/api/routes/audio.py): with a `sig` query the route itself checks the signed URL.
+AUDIO_PATH = re.compile(r"^/v1/datasets/[^/]+/files/.+/audio$")
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -78,6 +80,12 @@ def _network_without_token(server: tuple[str, int | None] | None, settings: Sett
 def _has_body(scope: dict[str, Any]) -> bool:
     headers = dict(scope.get("headers") or [])
     return b"transfer-encoding" in headers or headers.get(b"content-length", b"0") not in (b"0", b"")
+
+
+def _signed_audio(scope: dict[str, Any], path: str) -> bool:
+    """A GET of a file's audio with a signature: the route checks the signature (``<audio>`` sends no header)."""
+    query = scope.get("query_string", b"")
+    return scope.get("method") in ("GET", "HEAD") and b"sig=" in query and bool(AUDIO_PATH.match(path))
 
 
 def token_fingerprint(token: str) -> str:
@@ -153,6 +161,7 @@ class Guard:
             return
         values = [v for k, v in scope.get("headers", []) if k == b"authorization"]
         public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or path == "/dashboard"
+        public = public or _signed_audio(scope, path)
         if public or (not values and path in OPTIONAL_AUTH_PATHS):
             state.update({CLIENT: f"ip:{client_ip}", AUTHORIZED: False})
             await self.app(scope, receive, send)

@@ -155,6 +155,27 @@ class NdbBins:
             return cls(z["centers"].copy(), z["proportions"].copy(), int(z["n_reference"]), mean, std, int(z["seed"]))
 
 
+def nearest_files(bins: NdbBins, samples: np.ndarray, owners: Sequence[str], bin_ids: Sequence[int],
+                  n: int = 3) -> dict[int, list[str]]:
+    """Per bin, the ``n`` distinct files (``owners[i]`` names sample i) whose samples lie nearest the bin's centre
+    (L2, in the bins' whitened space): the sounds a reader should listen to for a bin that differs. Nearest
+    among all samples, not only those assigned to the bin: a bin the candidate misses still gets the closest."""
+    if not len(bin_ids) or not len(samples):
+        return {int(b): [] for b in bin_ids}
+    x = bins._transform(samples)
+    out: dict[int, list[str]] = {}
+    for b in bin_ids:
+        dist = np.einsum("ij,ij->i", x - bins.centers[b], x - bins.centers[b])
+        names: list[str] = []
+        for i in np.argsort(dist, kind="stable"):
+            if owners[i] not in names:
+                names.append(owners[i])
+                if len(names) == n:
+                    break
+        out[int(b)] = names
+    return out
+
+
 def ndb_jsd(ref: np.ndarray, cand: np.ndarray, k: int = 100, whiten: bool = True, alpha: float = 0.05,
             z_threshold: float | None = None, seed: int = 0) -> NdbResult:
     """NDB and JSD of candidate frames against K-means bins of the reference frames (metrics.md steps 1-6)."""
