@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
@@ -331,6 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT["unreachable"]
     except SoundcheckError as exc:
         console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        return EXIT["usage"]
+    except (ValidationError, json.JSONDecodeError) as exc:  # --options that are not JSON or not valid options
+        console.print(f"[red]error:[/] invalid --options: {exc}", soft_wrap=True)
         return EXIT["usage"]
     except KeyboardInterrupt:
         return 130

@@ -33,7 +33,7 @@ class Interval(_Result):
 class Estimate(_Result):
     """A value with its interval: one scored part of a metric (PRDC's precision...)."""
 
-    value: float | None = None
+    value: float | int | None = Field(None, description="int for counts (NDB), float otherwise")
     interval: Interval | None = None
 
 
@@ -131,7 +131,7 @@ class IsResult(MetricResult):
 
 class PairValue(_Result):
     name: str
-    value: float | None = None
+    value: float | int | None = Field(None, description="int for counts (NDB), float otherwise")
 
 
 class SignalResult(MetricResult):
