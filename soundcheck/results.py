@@ -148,6 +148,14 @@ RESULT_MODELS: dict[str, type[MetricResult]] = {
 }
 
 
+#: Short names for tables, figures and the dashboard (GET /v1/metrics "label").
+METRIC_LABELS = {
+    "fad": "FAD", "fad_inf": "FAD-∞", "fad_per_file": "per-file FAD", "kad": "KAD", "ndb": "NDB", "prdc": "PRDC",
+    "accuracy": "accuracy", "is": "Inception Score", "kl": "paired KL", "snr": "SNR", "si_sdr": "SI-SDR",
+    "lsd": "LSD", "mcd": "MCD", "mrstft": "MR-STFT", "mfcc_distance": "MFCC distance",
+}
+
+
 class EvaluationResult(_Result):
     """``JobView.result`` of a finished job."""
 
@@ -171,6 +179,6 @@ def job_result(view: JobView) -> EvaluationResult:
     return EvaluationResult.of(view.result)
 
 
-def result_schemas() -> dict[str, dict[str, Any]]:
-    """JSON schema of each metric's result model, for ``GET /v1/metrics`` (the dashboard reads field names)."""
-    return {name: model.model_json_schema() for name, model in RESULT_MODELS.items()}
+def result_fields(metric: str) -> list[str]:
+    """The fields of a metric's result model (``GET /v1/metrics`` "result_fields")."""
+    return list(RESULT_MODELS.get(metric, MetricResult).model_fields)

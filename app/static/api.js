@@ -75,6 +75,10 @@ export const api = {
   job: (id, opts) => request("GET", `/v1/jobs/${encodeURIComponent(id)}`, undefined, opts),
   submitJob: (spec) => request("POST", "/v1/jobs", spec),
   openapi: () => request("GET", "/openapi.json"),
+  // listening (listen.js): a signed URL an <audio> element can play without the token
+  metrics: (opts) => request("GET", "/v1/metrics", undefined, opts),
+  audioUrl: (dataset, name) => request("GET", `/v1/datasets/${encodeURIComponent(dataset)}/files/`
+    + `${name.split("/").map(encodeURIComponent).join("/")}/audio-url`),
 };
 
 /**

@@ -3,23 +3,13 @@
 import {api, ApiError, getToken, setToken, uploadDataset} from "./api.js";
 import {fmt, fmtBytes, fmtDuration, fmtTime, h, progressBar, setChildren, shortId, statusBadge} from "./dom.js";
 import {showJob} from "./job.js";
+import {loadMetricInfo, metricNames, title as metricTitle} from "./metrics.js";
 import {datasetName, rememberDatasetName} from "./names.js";
 
 const $ = (id) => document.getElementById(id);
 const HEALTH_EVERY_MS = 5000;
 const JOBS_EVERY_MS = 1000;
 const ACTIVE = new Set(["queued", "running"]);
-// Used only if /openapi.json cannot be read; the schema's enum is the source of truth (jobspec.METRIC_NAMES).
-const FALLBACK_METRICS = ["fad", "fad_inf", "fad_per_file", "kad", "ndb", "prdc", "accuracy", "is", "kl",
-  "snr", "si_sdr", "lsd", "mcd", "mrstft"];
-const METRIC_HELP = {
-  fad: "Fréchet Audio Distance", fad_inf: "FAD extrapolated to infinite N", fad_per_file: "FAD of each candidate file",
-  kad: "Kernel Audio Distance (unbiased MMD)", ndb: "Number of statistically different bins + JSD",
-  prdc: "precision, recall, density, coverage", accuracy: "classifier accuracy on labels",
-  is: "Inception Score (needs an AudioSet classifier)", kl: "paired KL of class probabilities",
-  snr: "SNR, files paired by name", si_sdr: "SI-SDR, files paired by name", lsd: "log-spectral distance, paired",
-  mcd: "mel cepstral distortion, paired", mrstft: "multi-resolution STFT distance, paired",
-};
 
 const state = {datasets: [], jobs: [], health: null, jobsTimer: null, stopJobView: null};
 
@@ -204,20 +194,23 @@ async function onUpload(ev) {
 
 // ---------------------------------------------------------------- new job
 
+/** Metric names from GET /v1/metrics (metrics.js), else the OpenAPI enum (jobspec.METRIC_NAMES). */
 async function loadMetricNames() {
+  await loadMetricInfo();
+  if (metricNames().length) return metricNames();
   try {
     const schema = await api.openapi();
     const names = schema.components.schemas.JobCreate.properties.metrics.items.enum;
-    if (Array.isArray(names) && names.length) return names;
+    if (Array.isArray(names)) return names;
   } catch {
-    // fall through: the form still works with the built-in list
+    // fall through: no metrics to offer, the form says the api cannot be read
   }
-  return FALLBACK_METRICS;
+  return [];
 }
 
 async function setupJobForm() {
-  const names = await loadMetricNames();
-  setChildren($("job-metrics"), names.map((name) => h("label", {class: "check", title: METRIC_HELP[name] || name},
+  const names = await loadMetricNames();  // names and help texts: GET /v1/metrics
+  setChildren($("job-metrics"), names.map((name) => h("label", {class: "check", title: metricTitle(name)},
     h("input", {type: "checkbox", name: "metrics", value: name, id: `metric-${name}`, checked: name === "fad"}),
     h("span", {}, name))));
   await refreshModels();

@@ -3,17 +3,13 @@
 import {api, ApiError} from "./api.js";
 import {barChart, hbarChart, scatterLine, whiskerPlot} from "./charts.js";
 import {fmt, fmtDuration, fmtTime, h, jsonTree, progressBar, setChildren, shortId, statusBadge} from "./dom.js";
+import {ndbBinFiles, worstFilesTable} from "./listen.js";
+import {better, label, loadMetricInfo} from "./metrics.js";
 import {datasetName} from "./names.js";
 
 const POLL_MS = 1000;
 const ACTIVE = new Set(["queued", "running"]);
-const LOWER_IS_BETTER = new Set(["fad", "fad_inf", "fad_per_file", "kad", "ndb", "kl", "lsd", "mcd", "mrstft"]);
-const HIGHER_IS_BETTER = new Set(["accuracy", "is", "snr", "si_sdr", "precision", "recall", "density", "coverage"]);
-const TITLES = {
-  fad: "FAD", fad_inf: "FAD-∞", fad_per_file: "per-file FAD", kad: "KAD", ndb: "NDB", prdc: "PRDC",
-  accuracy: "accuracy", is: "Inception Score", kl: "paired KL", snr: "SNR", si_sdr: "SI-SDR", lsd: "LSD",
-  mcd: "MCD", mrstft: "MR-STFT",
-};
+// Metric labels and directions: GET /v1/metrics (metrics.js), loaded before the first render.
 // Columns of the table, and fields drawn as plots: not repeated in the per-metric details cell.
 const SHOWN = new Set(["value", "interval", "n_reference", "n_candidate", "frames_reference", "frames_candidate", "unit"]);
 const PLOTTED = new Set(["bins", "worst", "points", "per_file", "confusion", "per_class", "different_bins"]);
@@ -28,7 +24,7 @@ export function showJob(container, jobId) {
   async function poll() {
     let job;
     try {
-      job = await api.job(jobId, {signal: controller.signal});
+      [job] = await Promise.all([api.job(jobId, {signal: controller.signal}), loadMetricInfo()]);
     } catch (err) {
       if (stopped || err.name === "AbortError") return;
       if (err instanceof ApiError && err.status === 404) {
@@ -139,6 +135,7 @@ function renderResult(job) {
     out.push(h("section", {class: "card", "aria-labelledby": "plots-title"},
       h("h2", {id: "plots-title"}, "Plots"), h("div", {class: "plots"}, plots)));
   }
+  out.push(...listening(metrics, job.spec || {}));
   if (result.timing_s && typeof result.timing_s === "object") out.push(timingCard(result.timing_s));
   out.push(collapsible("Diagnostics", "diagnostics", result.diagnostics || {}, true));
   out.push(collapsible("Provenance", "provenance", result.provenance || {}, false));
@@ -147,6 +144,26 @@ function renderResult(job) {
   const extra = Object.fromEntries(Object.entries(result).filter(([k]) => !known.has(k)));
   if (Object.keys(extra).length) out.push(collapsible("Other result fields", "result-extra", extra, false));
   out.push(rawJson(job));
+  return out;
+}
+
+/** Players for the worst files and for the files nearest each NDB bin that differs (listen.js). */
+function listening(metrics, spec) {
+  const out = [];
+  const worst = metrics.fad_per_file?.worst;
+  if (Array.isArray(worst) && worst.length) {
+    out.push(h("section", {class: "card", "aria-labelledby": "worst-title", dataset: {testid: "listen-worst"}},
+      h("h2", {id: "worst-title"}, `Worst files (${worst.length})`),
+      h("p", {class: "hint"}, "per-file FAD of each candidate file against the reference, worst first"),
+      worstFilesTable(metrics.fad_per_file, spec.candidate)));
+  }
+  const ndb = metrics.ndb;
+  if (Array.isArray(ndb?.different_bins) && ndb.different_bins.length) {
+    out.push(h("section", {class: "card", "aria-labelledby": "ndb-files-title", dataset: {testid: "listen-ndb"}},
+      h("h2", {id: "ndb-files-title"}, `NDB bins that differ (${ndb.different_bins.length})`),
+      h("p", {class: "hint"}, "proportions of each set in the bin, and the files nearest the bin's centre"),
+      ndbBinFiles(ndb, spec.reference, spec.candidate)));
+  }
   return out;
 }
 
@@ -190,9 +207,8 @@ function intervalMethod(metrics) {
 }
 
 function direction(name) {
-  if (LOWER_IS_BETTER.has(name)) return "lower is better";
-  if (HIGHER_IS_BETTER.has(name)) return "higher is better";
-  return "";
+  const way = better(name);
+  return way ? `${way} is better` : "";
 }
 
 /** Rows: one per metric, plus a sub-row per nested estimate ({value, interval} objects, e.g. PRDC parts). */
@@ -200,13 +216,13 @@ function metricRows(metrics) {
   const rows = [];
   for (const [name, entry] of Object.entries(metrics)) {
     if (!entry || typeof entry !== "object") {
-      rows.push({id: name, name, label: TITLES[name] || name, entry: {value: entry}});
+      rows.push({id: name, name, label: label(name), entry: {value: entry}});
       continue;
     }
     const subs = Object.entries(entry).filter(([, v]) => v && typeof v === "object" && !Array.isArray(v) && "value" in v);
-    if (entry.value !== null || !subs.length) rows.push({id: name, name, label: TITLES[name] || name, entry});
+    if (entry.value !== null || !subs.length) rows.push({id: name, name, label: label(name), entry});
     for (const [sub, v] of subs) {
-      rows.push({id: `${name}.${sub}`, name: sub, label: `${TITLES[name] || name} · ${sub}`,
+      rows.push({id: `${name}.${sub}`, name: sub, label: `${label(name)} · ${sub}`,
         entry: {n_reference: entry.n_reference, n_candidate: entry.n_candidate, ...v}, parent: entry, sub: true});
     }
   }
@@ -299,11 +315,11 @@ function renderPlots(metrics) {
   for (const [name, entry] of Object.entries(metrics)) {
     if (!Array.isArray(entry?.per_file) || !entry.per_file.length) continue;
     // Worst pairs first: lowest for higher-is-better metrics, highest otherwise.
-    const sign = HIGHER_IS_BETTER.has(name) ? 1 : -1;
+    const sign = better(name) === "higher" ? 1 : -1;
     const items = entry.per_file.filter((p) => typeof p.value === "number")
       .sort((a, b) => sign * (a.value - b.value)).slice(0, 15);
     if (items.length) {
-      plots.push(figure(`${TITLES[name] || name}: worst pairs`, `${items.length} of ${entry.per_file.length} pairs`,
+      plots.push(figure(`${label(name)}: worst pairs`, `${items.length} of ${entry.per_file.length} pairs`,
         hbarChart({items: items.map((p) => ({label: p.name, value: p.value})), title: `${name} per pair`,
           xLabel: entry.unit || name, testid: `${name}-per-file-chart`}), `plot-${name}-per-file`));
     }

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from soundcheck.jobspec import METRIC_INFO, METRIC_NAMES, MetricOptions, option_use
+from soundcheck.results import METRIC_LABELS, PRDC_PARTS, result_fields
 
 router = APIRouter(prefix="/metrics", tags=["metrics"])
 
@@ -49,8 +50,11 @@ def option_catalogue() -> dict[str, dict[str, Any]]:
 
 @router.get("")
 def list_metrics() -> list[dict[str, Any]]:
-    """Each metric with ``options``: the job options it reads, each with type, default, bounds, description."""
+    """Each metric with ``options``: the job options it reads, each with type, default, bounds, description;
+    ``label`` (a short name), ``result_fields`` (of its model in soundcheck.results) and ``parts`` (scored parts,
+    each a value with an interval). The dashboard reads its metric names and directions from here."""
     catalogue = option_catalogue()
-    return [{"name": name, **METRIC_INFO[name],
+    return [{"name": name, **METRIC_INFO[name], "label": METRIC_LABELS.get(name, name),
+             "result_fields": result_fields(name), "parts": list(PRDC_PARTS) if name == "prdc" else [],
              "options": {path: catalogue[path] for path in catalogue if option_use(path, name)}}
             for name in METRIC_NAMES]
