@@ -90,3 +90,34 @@ def test_worst_files_page_and_play_with_a_token(page: Page, console: Console, se
         expect(ndb.locator("[data-testid=player]").first).to_be_visible()
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert console.unexpected() == []
+
+
+def test_ndb_bins_that_differ_play_their_nearest_files(page: Page, console: Console, secured: Live,
+                                                       service: Service, example_sets: tuple[Path, Path]) -> None:
+    """A candidate of noise only against the three-class reference: the bins of the other classes differ, and
+    each lists the files nearest its centre, playable from either set."""
+    ref_dir, cand_dir = example_sets
+    with Client(service.url) as client:
+        ref, cand = client.upload(ref_dir), client.upload(cand_dir / "noise")
+        done = client.wait(client.submit(ref.id, cand.id, "mel", ["ndb"], {"ndb": {"k": 3, "alpha": 0.5}}).id,
+                           poll_s=0.2, timeout_s=180)
+    assert done.status == "finished", done.error
+    ndb = done.result["metrics"]["ndb"]
+    assert ndb["different_bins"] and len(ndb["bin_files"]) == len(ndb["different_bins"])
+    page.add_init_script(f"sessionStorage.setItem('soundcheck.token', {TOKEN!r})")
+    page.goto(f"{secured.url}/dashboard/#/jobs/{done.id}")
+    expect(page.locator("#view-job")).to_have_attribute("data-status", "finished")
+    rows = page.locator("[data-testid=ndb-bins-row]")
+    expect(rows).to_have_count(len(ndb["different_bins"]))
+    first = ndb["bin_files"][0]
+    row = rows.first
+    expect(row.locator("td").first).to_have_text(str(first["bin"]))
+    for role in ("candidate", "reference"):
+        expect(row.locator(f"[data-testid=player][data-role={role}]")).to_have_count(len(first[role]))
+    player = row.locator(f"[data-testid=player][data-role=reference][data-file='{first['reference'][0]}']")
+    player.locator("[data-testid=listen]").click()
+    audio = player.locator("audio")
+    page.wait_for_function("el => el.readyState >= 1 && isFinite(el.duration)", arg=audio.element_handle())
+    expected = sf.info(str(ref_dir / first["reference"][0])).duration
+    assert audio.evaluate("el => el.duration") == pytest.approx(expected, abs=0.05)
+    assert console.unexpected() == []
