@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from soundcheck.jobspec import DatasetView, JobCreate, JobView
+from soundcheck.results import EvaluationResult, job_result
 from soundcheck.retry import NOT_SENT, Attempts, RetryPolicy
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -256,6 +257,10 @@ class Client:
     def job(self, job_id: str) -> JobView:
         return JobView.model_validate(self._json("GET", f"/v1/jobs/{job_id}"))
 
+    def result(self, job_id: str) -> EvaluationResult:
+        """The job's result, typed (one model per metric: ``.metrics["ndb"].bin_files``); empty while it runs."""
+        return job_result(self.job(job_id))
+
     def jobs(self, limit: int = 50) -> list[JobView]:
         return [JobView.model_validate(j) for j in self._json("GET", "/v1/jobs", params={"limit": limit})]
 
@@ -360,6 +365,10 @@ class AsyncClient:
 
     async def job(self, job_id: str) -> JobView:
         return JobView.model_validate(await self._json("GET", f"/v1/jobs/{job_id}"))
+
+    async def result(self, job_id: str) -> EvaluationResult:
+        """The job's result, typed (as :meth:`Client.result`)."""
+        return job_result(await self.job(job_id))
 
     async def jobs(self, limit: int = 50) -> list[JobView]:
         return [JobView.model_validate(j) for j in await self._json("GET", "/v1/jobs", params={"limit": limit})]

@@ -44,6 +44,10 @@ def test_cli_csv_equals_the_api_csv_and_the_job_values(service: Service, sets: t
     job_id = next(line.split()[1] for line in done.stderr.splitlines() if line.startswith("job "))
     job = httpx.get(f"{service.url}/v1/jobs/{job_id}").json()
     metrics = job["result"]["metrics"]
+    with Client(service.url) as client:  # the typed result the client gives is the same job's
+        typed = client.result(job_id)
+    assert typed.metrics["fad"].value == metrics["fad"]["value"] and typed.metrics["ndb"].k == 4
+    assert [p.fad for p in typed.metrics["fad_per_file"].worst] == [w["fad"] for w in metrics["fad_per_file"]["worst"]]
     by_name = {r["metric"]: r for r in rows}
     assert float(by_name["fad"]["value"]) == metrics["fad"]["value"]
     assert float(by_name["fad"]["low"]) == metrics["fad"]["interval"]["low"]
