@@ -77,6 +77,8 @@ def test_exit_codes(service: Service, sets: tuple[str, str]) -> None:
                   '{"fad_inf": {"sizes": [2, 9000000]}}')
     assert failed.returncode == 3, failed.stderr
     assert "job failed" in failed.stderr and "fad_inf" in failed.stderr
+    failed_id = next(line.split()[1] for line in failed.stderr.splitlines() if line.startswith("job "))
+    assert httpx.get(f"{service.url}/v1/jobs/{failed_id}", headers={"Accept": "text/csv"}).status_code == 409
     rejected = _cli("--url", service.url, "eval", ref, cand, "--metrics", "kl", "--no-start")  # mel has no classes
     assert rejected.returncode == 2 and "class probabilities" in rejected.stderr
     assert _cli("--url", service.url, "eval", ref, cand, "--format", "xlsx").returncode == 2

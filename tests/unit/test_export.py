@@ -132,3 +132,16 @@ def test_ndb_names_the_files_nearest_a_differing_bin_centre() -> None:
     assert entry["candidate"][0] == "odd.wav"
     expected = [f"high{i}" + ".wav" for i in np.argsort(np.abs(high - high.mean()), kind="stable")[:3]]
     assert entry["reference"] == expected, (high_bin, entry)
+
+
+def test_figures_without_matplotlib_say_which_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The light client imports soundcheck.plots (and the CLI parses --plot) without matplotlib; drawing says
+    what to install instead of a traceback."""
+    import sys
+
+    from soundcheck import plots
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(plots.PlotsUnavailable, match=r"soundcheck\[plots\]"):
+        plots.plot_run({"fad": [(1, 1.0, None, None)]}, tmp_path / "run")
+    assert not list(tmp_path.iterdir())
