@@ -3,7 +3,7 @@
 import {api, ApiError} from "./api.js";
 import {barChart, hbarChart, scatterLine, whiskerPlot} from "./charts.js";
 import {fmt, fmtDuration, fmtTime, h, jsonTree, progressBar, setChildren, shortId, statusBadge} from "./dom.js";
-import {ndbBinFiles, worstFilesTable} from "./listen.js";
+import {ndbBinFiles, worstFilesTable, worstPairsTable} from "./listen.js";
 import {better, label, loadMetricInfo} from "./metrics.js";
 import {datasetName} from "./names.js";
 
@@ -163,6 +163,12 @@ function listening(metrics, spec) {
       h("h2", {id: "ndb-files-title"}, `NDB bins that differ (${ndb.different_bins.length})`),
       h("p", {class: "hint"}, "proportions of each set in the bin, and the files nearest the bin's centre"),
       ndbBinFiles(ndb, spec.reference, spec.candidate)));
+  }
+  for (const [name, entry] of Object.entries(metrics)) {  // paired signal metrics: listen to both sides
+    if (!Array.isArray(entry?.per_file) || !entry.per_file.length) continue;
+    out.push(h("section", {class: "card", "aria-labelledby": `pairs-${name}-title`, dataset: {testid: `listen-${name}`}},
+      h("h2", {id: `pairs-${name}-title`}, `${label(name)}: pairs, worst first (${entry.per_file.length})`),
+      worstPairsTable(name, entry, better(name) === "higher" ? 1 : -1, spec.reference, spec.candidate)));
   }
   return out;
 }

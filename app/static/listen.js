@@ -83,3 +83,14 @@ export function ndbBinFiles(ndb, referenceId, candidateId) {
       list(files.get(b)?.candidate, candidateId, "candidate"), list(files.get(b)?.reference, referenceId, "reference")],
   });
 }
+
+/** A paired signal metric's pairs, worst first (`sign` -1: higher values are worse), each with both files. */
+export function worstPairsTable(name, entry, sign, referenceId, candidateId) {
+  const pairs = entry.per_file.filter((p) => typeof p.value === "number").sort((a, b) => sign * (a.value - b.value));
+  return pagedTable({
+    rows: pairs, testid: `pairs-${name}`,
+    columns: [{title: "file"}, {title: entry.unit || name, num: true}, {title: "reference"}, {title: "candidate"}],
+    cells: (p) => [p.name, fmt(p.value), referenceId ? player(referenceId, p.name, "reference") : "—",
+      candidateId ? player(candidateId, p.name, "candidate") : "—"],
+  });
+}

@@ -31,21 +31,22 @@ def secured(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture(scope="module")
-def finished_job(service: Service, example_sets: tuple[Path, Path]) -> tuple[str, str]:
+def finished_job(service: Service, example_sets: tuple[Path, Path]) -> tuple[str, str, dict]:
     ref_dir, cand_dir = example_sets
     with Client(service.url) as client:
         ref, cand = client.upload(ref_dir), client.upload(cand_dir)
-        job = client.submit(ref.id, cand.id, "mel", ["fad", "fad_per_file", "ndb"],
+        job = client.submit(ref.id, cand.id, "mel", ["fad", "fad_per_file", "ndb", "snr"],
                             {"bootstrap": 0, "ndb": {"k": 4}})
         done = client.wait(job.id, poll_s=0.2, timeout_s=180)
     assert done.status == "finished", done.error
     assert len(done.result["metrics"]["fad_per_file"]["worst"]) == 12  # > one page of 10
-    return done.id, cand.id
+    return done.id, cand.id, done.result
 
 
 def test_worst_files_page_and_play_with_a_token(page: Page, console: Console, secured: Live,
-                                                finished_job: tuple[str, str], example_sets: tuple[Path, Path]) -> None:
-    job_id, cand_id = finished_job
+                                                finished_job: tuple[str, str, dict],
+                                                example_sets: tuple[Path, Path]) -> None:
+    job_id, cand_id, result = finished_job
     page.add_init_script(f"sessionStorage.setItem('soundcheck.token', {TOKEN!r})")
     audio_requests: list[tuple[str, int, str | None]] = []
     page.on("response", lambda r: audio_requests.append((r.url, r.status, r.request.headers.get("authorization")))
@@ -85,6 +86,12 @@ def test_worst_files_page_and_play_with_a_token(page: Page, console: Console, se
     assert "sig=" in src and TOKEN not in src
     assert httpx.get(f"{secured.url}/v1/datasets/{cand_id}/files/{name}/audio").status_code == 401
 
+    # a paired signal metric lists its pairs, lowest SNR first (paged), with both files of each pair
+    pairs = page.locator("[data-testid=pairs-snr-row]")
+    snr = sorted(result["metrics"]["snr"]["per_file"], key=lambda p: p["value"])
+    expect(pairs).to_have_count(min(10, len(snr)))
+    expect(pairs.first.locator("td").first).to_have_text(snr[0]["name"])
+    expect(pairs.first.locator("[data-testid=player]")).to_have_count(2)
     ndb = page.locator("[data-testid=listen-ndb]")
     if ndb.count():  # the example sets differ in some bins with K = 4: each has files to listen to
         expect(ndb.locator("[data-testid=player]").first).to_be_visible()
