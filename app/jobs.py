@@ -91,9 +91,9 @@ def get_job_json(redis: Redis, job_id: str) -> bytes | None:
     return JobStore(redis).get_json(job_id)
 
 
-def list_jobs(redis: Redis, settings: Settings, limit: int = 50) -> list[JobView]:
+def list_jobs(redis: Redis, settings: Settings, limit: int = 50, offset: int = 0) -> list[JobView]:
     """Recent jobs, newest first (records only, no results): two reads."""
-    return JobStore(redis).list(limit)
+    return JobStore(redis).list(limit, offset)
 
 
 def cancel_job(redis: Redis, settings: Settings, job_id: str) -> JobView:

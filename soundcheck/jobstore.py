@@ -210,9 +210,12 @@ class JobStore:
         return self._update(job_id, lambda v: {"progress": v.progress.model_copy(update={"stage": "failed"})},
                             when=self._owned_by(attempt), status="failed", ended_at=_now(), error=error) is not None
 
-    def list(self, limit: int = 50) -> list[JobView]:
-        """The newest records without results: two round trips whatever ``limit`` is."""
-        return self.get_many([_text(i) for i in self.redis.zrevrange(JOB_INDEX, 0, limit - 1)])
+    def list(self, limit: int = 50, offset: int = 0) -> list[JobView]:
+        """The newest records without results (skipping ``offset``): two round trips whatever ``limit`` is."""
+        return self.get_many([_text(i) for i in self.redis.zrevrange(JOB_INDEX, offset, offset + limit - 1)])
+
+    def count(self) -> int:
+        return int(self.redis.zcard(JOB_INDEX))
 
     def open_ids(self) -> list[str]:
         return [_text(i) for i in self.redis.smembers(OPEN_JOBS)]

@@ -12,6 +12,7 @@ from app.api.problems import errors
 from app.jobs import cancel_job, create_job, get_job_json, list_jobs
 from soundcheck import export
 from soundcheck.jobspec import JobCreate, JobView
+from soundcheck.jobstore import JobStore
 from soundcheck.results import job_result
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -25,8 +26,12 @@ def post_job(spec: JobCreate, redis: RedisDep, settings: SettingsDep, response: 
 
 
 @router.get("", response_model=list[JobView], responses=errors(503))
-def read_jobs(redis: RedisDep, settings: SettingsDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[JobView]:
-    return list_jobs(redis, settings, limit)
+def read_jobs(redis: RedisDep, settings: SettingsDep, response: Response,
+              limit: Annotated[int, Query(ge=1, le=500)] = 50,
+              offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> list[JobView]:
+    """Newest first, a page of ``limit`` after ``offset``; ``X-Total-Count`` says how many jobs are stored."""
+    response.headers["X-Total-Count"] = str(JobStore(redis).count())
+    return list_jobs(redis, settings, limit, offset)
 
 
 @router.get("/{job_id}", response_model=JobView, responses={**errors(404, 409, 503), 200: {"content": {
