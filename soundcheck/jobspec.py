@@ -124,9 +124,33 @@ class AccuracyOptions(_Strict):
         return value
 
 
+#: How a file's class distribution is made from the model's class outputs (soundcheck.metrics.class_scores).
+ClassActivation = Literal["model", "softmax", "sigmoid"]
+_ACTIVATION_HELP = ("'model': the model's own probabilities, each frame normalised to sum 1 (soundcheck's default); "
+                    "'softmax' or 'sigmoid': that function of the model's logits (models that give logits: "
+                    "cnn14-16k, passt), sigmoid outputs left unnormalised as audioldm_eval's KL_Sigmoid")
+ClassPooling = Literal["mean_probabilities", "mean_logits"]
+_POOLING_HELP = ("How the frames (windows) of one file are combined: 'mean_probabilities' (activation per frame, "
+                 "then the mean) or 'mean_logits' (mean of the logits, then the activation; stable-audio-metrics' "
+                 "PaSST KL)")
+
+
 class IsOptions(_Strict):
     splits: int = Field(10, ge=1, le=IS_SPLITS_MAX,
                         description="Splits of the candidate files (needs at least this many candidate files).")
+    activation: ClassActivation = Field("model", description=_ACTIVATION_HELP)
+    shuffle: Literal["generator", "randomstate"] = Field(
+        "generator", description="How files are shuffled before splitting, seeded by options.seed: numpy's "
+        "Generator ('generator', soundcheck's default) or the legacy RandomState(seed).permutation that "
+        "audioldm_eval uses with seed 2020 ('randomstate').")
+
+
+class KlOptions(_Strict):
+    activation: ClassActivation = Field("model", description=_ACTIVATION_HELP)
+    pooling: ClassPooling = Field("mean_probabilities", description=_POOLING_HELP)
+    direction: Literal["reference_candidate", "candidate_reference"] = Field(
+        "reference_candidate", description="'reference_candidate': KL(p_ref || p_cand + eps), as audioldm_eval "
+        "and AudioGen; 'candidate_reference': KL(p_cand || p_ref + eps), as stable-audio-metrics' passt_kld.")
 
 
 class McdOptions(_Strict):
@@ -151,6 +175,7 @@ class MetricOptions(_Strict):
     prdc: PrdcOptions = PrdcOptions()
     accuracy: AccuracyOptions = AccuracyOptions()
     is_: IsOptions = Field(IsOptions(), alias="is")
+    kl: KlOptions = KlOptions()
     mcd: McdOptions = McdOptions()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)

@@ -46,7 +46,10 @@ class ModelSpec:
     weight_files: tuple[WeightFile, ...] = ()
     packaged_weights: str | None = None  # "package:resource" when a wheel ships the weights
     requires: tuple[str, ...] = ()  # importable modules the model needs
-    n_classes: int = 0  # > 0: the model also gives class probabilities
+    n_classes: int = 0  # > 0: the model also gives class outputs per frame
+    #: What those class outputs are: "probabilities" (yamnet, cnn14) or "logits" (the metrics apply softmax or
+    #: sigmoid as options.kl / options.is ask, see soundcheck.metrics.class_scores).
+    class_scores: str = "probabilities"
     description: str = ""
 
 
@@ -55,7 +58,7 @@ class Embedded:
     """A file's embedding frames (and class probabilities per frame, for classifiers)."""
 
     frames: np.ndarray  # [n, dim] float32
-    probs: np.ndarray | None = None  # [n, n_classes] float32
+    probs: np.ndarray | None = None  # [n, n_classes] float32 class outputs (ModelSpec.class_scores says which)
 
 
 @dataclass

@@ -31,6 +31,12 @@ CNN14_WEIGHTS = WeightFile(
     url="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
     description="PANNs CNN14 (panns_inference 0.1.1 layout, state dict under 'model')",
 )
+CNN14_16K_WEIGHTS = WeightFile(
+    name="Cnn14_16k_mAP=0.438.pth",
+    sha256=None,  # Zenodo publishes no sha256: the sha256 found is recorded in provenance
+    url="https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth?download=1",
+    description="PANNs CNN14 16 kHz (window 512, hop 160, 50-8000 Hz; panns_inference layout under 'model')",
+)
 AUDIOSET_LABELS = WeightFile(
     name="class_labels_indices.csv",
     url="http://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/class_labels_indices.csv",
@@ -77,6 +83,24 @@ SPECS: dict[str, ModelSpec] = {
             requires=("torch",),
             paper="Kong et al., PANNs: Large-Scale Pretrained Audio Neural Networks, TASLP 2020",
             description="PANNs CNN14 2048-d + 527 AudioSet classes per 10 s segment (shorter files whole)",
+        ),
+        ModelSpec(
+            id="cnn14-16k", sample_rate=16000, frame_s=10.0, hop_s=10.0, dim=2048, n_classes=527,
+            class_scores="logits",
+            factory="soundcheck.embeddings.cnn14:Cnn14Embedding16k",
+            weight_files=(CNN14_16K_WEIGHTS, AUDIOSET_LABELS),
+            requires=("torch",),
+            paper="Kong et al., PANNs: Large-Scale Pretrained Audio Neural Networks, TASLP 2020",
+            description="PANNs CNN14 16 kHz as audioldm_eval runs it: one 2048-d vector + 527 logits per whole file",
+        ),
+        ModelSpec(
+            id="vggish-noact", sample_rate=16000, frame_s=0.96, hop_s=0.96, dim=128,
+            factory="soundcheck.embeddings.vggish:VggishNoActEmbedding",
+            weight_files=(VGGISH_WEIGHTS,),
+            requires=("torch",),
+            paper="Hershey et al., CNN Architectures for Large-Scale Audio Classification, ICASSP 2017",
+            description="VGGish 128-d without the final ReLU (frechet_audio_distance use_activation=False, "
+            "as audioldm_eval computes FAD)",
         ),
     )
 }
