@@ -42,6 +42,13 @@ def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
         with_classes = [m for m, s in SPECS.items() if s.n_classes]
         raise JobRequestError(f"{', '.join(wants_probs)} need class probabilities: use embedding "
                               f"{' or '.join(with_classes)} (not {spec.embedding!r})")
+    logit_metrics = [m for m, activation in (("kl", spec.options.kl.activation), ("is", spec.options.is_.activation))
+                     if m in spec.metrics and activation != "model"]
+    if logit_metrics and SPECS[spec.embedding].class_scores != "logits":
+        with_logits = [m for m, s in SPECS.items() if s.class_scores == "logits"]
+        raise JobRequestError(f"{', '.join(logit_metrics)} with a softmax/sigmoid activation need a model that gives "
+                              f"logits: use embedding {' or '.join(with_logits)} (not {spec.embedding!r}), or "
+                              "activation 'model'")
     if spec.metrics and set(spec.metrics) <= SIGNAL_METRICS:
         return
     if not workers:

@@ -366,7 +366,8 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
                                on_stage=lambda stage: reporter.set_stage(f"computing {stage}"), ndb_bins=bins,
                                n_reference_files=len(reference.files or []), checkpoint=reporter.checkpoint,
                                device=runtime.device, kad_device=settings.kad_device,
-                               kad_max_frames=settings.kad_max_frames, reference_terms=terms)
+                               kad_max_frames=settings.kad_max_frames, reference_terms=terms,
+                               class_scores=model.spec.class_scores)
     cache_info = part.setdefault("diagnostics", {}).setdefault("cache", {})
     cache_info["reference_stats"] = "hit" if cached_stats is not None else "miss"
     if pack_status is not None:
