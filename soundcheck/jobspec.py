@@ -8,7 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from soundcheck.presets import PresetName
 
 MetricName = Literal[
     "fad", "fad_inf", "fad_per_file", "kad", "ndb", "prdc", "accuracy", "is", "kl",
@@ -189,11 +191,33 @@ class JobCreate(_Strict):
     embedding: str = Field("mel", description="Embedding model id (GET /v1/models).")
     metrics: list[MetricName] = Field(default_factory=lambda: ["fad"], min_length=1)
     options: MetricOptions = MetricOptions()
+    preset: PresetName | None = Field(
+        None, description="A published protocol in one word (GET /v1/presets): it fixes the models and the metric "
+        "definitions, so leave out embedding and metrics; options.bootstrap, confidence and seed still apply "
+        "where the preset does not fix them.")
 
     @field_validator("metrics")
     @classmethod
     def _dedupe(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _preset_fixes_models(self) -> JobCreate:
+        """A preset job names itself in ``embedding`` ("preset:<name>") and lists the metrics it computes, so
+        listings say what ran; values given by the caller must be those (a stored spec reads back the same)."""
+        if self.preset is None:
+            return self
+        from soundcheck.presets import PRESETS
+
+        embedding = f"preset:{self.preset}"
+        metrics = [m for m in dict.fromkeys(pm.metric for pm in PRESETS[self.preset].metrics) if m in METRIC_NAMES]
+        given = {"embedding": self.embedding, "metrics": self.metrics}
+        wanted = {"embedding": embedding, "metrics": metrics}
+        if any(given[f] != wanted[f] for f in self.model_fields_set & {"embedding", "metrics"}):
+            raise ValueError(f"preset {self.preset!r} fixes the embedding models and the metrics: leave out "
+                             "'embedding' and 'metrics' (GET /v1/presets lists what each preset computes)")
+        self.embedding, self.metrics = embedding, metrics
+        return self
 
 
 class Progress(BaseModel):
