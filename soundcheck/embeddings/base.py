@@ -70,6 +70,9 @@ class FoundWeight:
     sha256: str | None
     expected_sha256: str | None
     present: bool
+    #: The file is not the published one, and the operator declared its sha256 in <model_dir>/SHA256SUMS
+    #: (a re-export or fine-tune under the official name): accepted, and said so in every result.
+    operator_declared: bool = False
 
     @property
     def matches(self) -> bool | None:
@@ -145,7 +148,9 @@ class EmbeddingModel(ABC):
             "frame_s": self.spec.frame_s,
             "hop_s": self.spec.hop_s,
             "dim": self.spec.dim,
-            "weights": [{"name": w.name, "sha256": w.sha256} for w in self.weights],
+            "weights": [{"name": w.name, "sha256": w.sha256, **({"official": False, "declared_in": "SHA256SUMS"}
+                                                                 if w.operator_declared else {})}
+                        for w in self.weights],
         }
         if self.pads_batches and self.batch_rows != self.default_batch_rows:
             # another pass shape can change the last float32 bits: another cache key (the default adds nothing,

@@ -169,6 +169,24 @@ def weight_path(model_dir: Path, weight: WeightFile) -> Path:
     return Path(model_dir) / weight.subdir / weight.name
 
 
+#: Operator-declared checksums in the model dir, ``sha256sum`` format ("<sha256>  <file name>"): a weight file
+#: that is not the published one (a re-export, a fine-tune) is accepted under its official name when its sha256
+#: is declared here; every result then marks it ``official: false``.
+DECLARED_SUMS = "SHA256SUMS"
+
+
+def declared_checksums(model_dir: Path) -> dict[str, str]:
+    path = Path(model_dir) / DECLARED_SUMS
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) == 2 and len(parts[0]) == 64:
+            out[parts[1].lstrip("*").strip()] = parts[0].lower()
+    return out
+
+
 def find_weight(model_dir: Path, weight: WeightFile) -> FoundWeight:
     path = weight_path(model_dir, weight)
     present = path.is_file()
@@ -176,6 +194,10 @@ def find_weight(model_dir: Path, weight: WeightFile) -> FoundWeight:
     expected = weight.sha256
     if sha is not None and expected is not None and len(expected) < 64 and sha.startswith(expected):
         expected = sha  # a published prefix that matches: the file is the official one
+    if sha is not None and expected is not None and sha != expected:
+        relative = str(Path(weight.subdir) / weight.name) if weight.subdir else weight.name
+        if declared_checksums(model_dir).get(relative) == sha:
+            return FoundWeight(weight.name, str(path), sha, sha, present, operator_declared=True)
     return FoundWeight(weight.name, str(path), sha, expected, present)
 
 

@@ -33,18 +33,22 @@ def noise(seconds: float, sr: int = SR16, amp: float = 0.1, seed: int = 0) -> np
     return (amp * np.random.default_rng(seed).standard_normal(int(seconds * sr))).astype(np.float32)
 
 
-@pytest.fixture(scope="session")
-def panns_models(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    """``panns_inference.models``, imported with HOME pointing at a stub ``panns_data/class_labels_indices.csv``."""
+def import_panns_models(home: Path) -> ModuleType:
+    """``panns_inference.models``, imported with HOME at ``home`` holding a stub ``panns_data/class_labels_indices.csv``
+    (the package downloads the real one at import otherwise)."""
     if "panns_inference.models" not in sys.modules:
-        home = tmp_path_factory.mktemp("panns_home")
-        (home / "panns_data").mkdir()
+        (home / "panns_data").mkdir(exist_ok=True)
         rows = ["index,mid,display_name"] + [f"{i},/m/stub{i},stub {i}" for i in range(527)]
         (home / "panns_data" / "class_labels_indices.csv").write_text("\n".join(rows) + "\n")
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("HOME", str(home))
             importlib.import_module("panns_inference.models")
     return sys.modules["panns_inference.models"]
+
+
+@pytest.fixture(scope="session")
+def panns_models(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    return import_panns_models(tmp_path_factory.mktemp("panns_home"))
 
 
 def trust(model_dir: Path, model_ids: tuple[str, ...], patch: pytest.MonkeyPatch) -> None:
