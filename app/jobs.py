@@ -20,6 +20,7 @@ from soundcheck.datastore import DATASET_KEY, ManifestStore
 from soundcheck.embeddings.registry import SPECS
 from soundcheck.jobspec import CLASS_PROB_METRICS, SIGNAL_METRICS, JobCreate, JobView
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
+from soundcheck.presets import PRESETS, part_specs
 from soundcheck.queueing import FAILURE_CALLBACK, live_workers, queue, worker_alive
 from soundcheck.settings import Settings
 
@@ -34,6 +35,29 @@ class JobRequestError(ValueError):
         self.status = status
 
 
+def _check_preset(redis: Redis, settings: Settings, spec: JobCreate, workers: list[dict[str, Any]]) -> str:
+    """Every part of a preset job must be a job that could run; one live worker must hold all its models.
+    Returns the queue key (``preset:<name>``: workers with every model of the preset listen there)."""
+    try:
+        parts = part_specs(spec)
+    except ValueError as exc:
+        raise JobRequestError(str(exc)) from exc
+    unknown = sorted({p.embedding for p, _ in parts} - set(SPECS))
+    if unknown:
+        raise JobRequestError(f"preset {spec.preset!r} needs model(s) {', '.join(unknown)}, which this soundcheck "
+                              "version does not have")
+    for _, part in parts:
+        check_job(redis, settings, part)
+        _check_models(part, [])
+    needed = set(PRESETS[spec.preset].embeddings())
+    if workers and not any(needed <= set(w.get("loaded", [])) for w in workers):
+        reasons = sorted({r for w in workers for m, r in w.get("unavailable", {}).items() if m in needed})
+        why = f": {'; '.join(reasons)}" if reasons else ""
+        raise JobRequestError(f"preset {spec.preset!r} needs one worker with {', '.join(sorted(needed))} loaded, "
+                              f"and no live worker has them all{why}")
+    return f"preset:{spec.preset}"
+
+
 def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
     if spec.embedding not in SPECS:
         raise JobRequestError(f"unknown embedding {spec.embedding!r}; valid: {', '.join(SPECS)}")
@@ -42,6 +66,13 @@ def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
         with_classes = [m for m, s in SPECS.items() if s.n_classes]
         raise JobRequestError(f"{', '.join(wants_probs)} need class probabilities: use embedding "
                               f"{' or '.join(with_classes)} (not {spec.embedding!r})")
+    logit_metrics = [m for m, activation in (("kl", spec.options.kl.activation), ("is", spec.options.is_.activation))
+                     if m in spec.metrics and activation != "model"]
+    if logit_metrics and SPECS[spec.embedding].class_scores != "logits":
+        with_logits = [m for m, s in SPECS.items() if s.class_scores == "logits"]
+        raise JobRequestError(f"{', '.join(logit_metrics)} with a softmax/sigmoid activation need a model that gives "
+                              f"logits: use embedding {' or '.join(with_logits)} (not {spec.embedding!r}), or "
+                              "activation 'model'")
     if spec.metrics and set(spec.metrics) <= SIGNAL_METRICS:
         return
     if not workers:
@@ -61,15 +92,18 @@ def create_job(redis: Redis, settings: Settings, spec: JobCreate) -> JobView:
         # in Redis: no need to read a manifest of 100,000 files; else the mirror on disk may restore it
         if not present and manifests.get(getattr(spec, role)) is None:
             raise JobRequestError(f"{role} dataset {getattr(spec, role)!r} not found; POST /v1/datasets first", 404)
-    check_job(redis, settings, spec)
-    _check_models(spec, live_workers(redis, settings))
+    if spec.preset is not None:
+        queue_key: str | None = _check_preset(redis, settings, spec, live_workers(redis, settings))
+    else:
+        check_job(redis, settings, spec)
+        _check_models(spec, live_workers(redis, settings))
+        queue_key = None if set(spec.metrics) <= SIGNAL_METRICS else spec.embedding
     job_id = uuid.uuid4().hex
-    needs_model = not set(spec.metrics) <= SIGNAL_METRICS
     retries = settings.job_max_attempts - 1
     with redis.pipeline() as pipe:  # record and RQ job in one MULTI: neither exists without the other
         pipe.multi()  # RQ wants a pipeline already in MULTI
         view = JobStore(redis).create(job_id, spec, pipeline=pipe)
-        queue(redis, settings, spec.embedding if needs_model else None).enqueue_call(
+        queue(redis, settings, queue_key).enqueue_call(
             TASK, args=(job_id, spec.model_dump(mode="json", by_alias=True)), job_id=job_id,
             timeout=settings.job_timeout_s, result_ttl=settings.result_ttl_s, failure_ttl=settings.result_ttl_s,
             description=f"evaluate {spec.embedding} {','.join(spec.metrics)}",

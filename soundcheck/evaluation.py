@@ -19,6 +19,7 @@ from soundcheck.jobspec import METRIC_NAMES, SIGNAL_METRICS, MetricOptions
 from soundcheck.metrics import diagnostics as diag
 from soundcheck.metrics import signal as sig
 from soundcheck.metrics.bootstrap import interval_from_replicates, percentile_interval, resample_weights
+from soundcheck.metrics.class_scores import ClassScoreError, file_distributions, kl_divergence, shuffle_order
 from soundcheck.metrics.classifier import KL_EPS, classification_accuracy, inception_score, linear_probe, paired_kl
 from soundcheck.metrics.coverage import NdbBins, PrdcReference, PrdcTerms, nearest_files
 from soundcheck.metrics.frechet import FileGaussians, FrechetReference, GaussianStats, fad_inf, fad_per_file
@@ -110,6 +111,8 @@ class _Context:
     #: the frame cap above which KAD uses a seeded subsample (None: never). Both from Settings via the worker.
     kad_device: str = "auto"
     kad_max_frames: int | None = 20_000
+    #: What FileEmbedding.probs hold: "probabilities" or "logits" (the model's ModelSpec.class_scores).
+    class_scores: str = "probabilities"
     warnings: list[str] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -424,41 +427,53 @@ def _accuracy(ctx: _Context) -> dict:
             "n_candidate": len(labelled), "unlabelled_candidate": len(ctx.candidate) - len(labelled)}
 
 
-def _file_probs(files: Sequence[FileEmbedding], role: str, metric: str) -> list[np.ndarray]:
+def _file_probs(files: Sequence[FileEmbedding], role: str, metric: str, model_scores: str = "probabilities",
+                activation: str = "model", pooling: str = "mean_probabilities") -> np.ndarray:
+    """One class distribution per file (see soundcheck.metrics.class_scores for the choices)."""
     missing = [f.name for f in files if f.probs is None]
     if missing:
         raise MetricInputError(f"{metric} needs class probabilities of the {role} files ({len(missing)} have none, "
                                f"e.g. {missing[0]!r}): use an embedding model with a classifier head (yamnet, cnn14)")
-    out = []
-    for f in files:
-        p = np.clip(np.atleast_2d(np.asarray(f.probs, dtype=np.float64)), 0.0, None)
-        out.append((p / np.maximum(p.sum(axis=1, keepdims=True), 1e-300)).mean(axis=0))
-    return out
+    try:
+        return file_distributions([f.probs for f in files], model_scores, activation, pooling)
+    except ClassScoreError as exc:
+        raise MetricInputError(f"{metric}: {exc}") from exc
 
 
 def _is(ctx: _Context) -> dict:
-    splits = ctx.options.is_.splits
-    probs = np.stack(_file_probs(ctx.candidate, "candidate", "is"))
+    opts = ctx.options.is_
+    splits = opts.splits
+    probs = _file_probs(ctx.candidate, "candidate", "is", ctx.class_scores, opts.activation)
     if len(probs) < splits:
         raise MetricInputError(f"IS with {splits} splits needs at least {splits} candidate files, got {len(probs)}; "
                                "lower options.is.splits")
-    order = np.random.default_rng(ctx.options.seed).permutation(len(probs))  # splits must not follow folders
+    order = shuffle_order(len(probs), ctx.options.seed, opts.shuffle)  # splits must not follow folders
     mean, std = inception_score(probs[order], splits)
-    return {"value": mean, "std": std, "splits": splits, "interval": None,
-            "note": "per-file distribution = mean of its frames' probabilities; files shuffled with options.seed"}
+    return {"value": mean, "std": std, "splits": splits, "interval": None, "activation": opts.activation,
+            "shuffle": opts.shuffle,
+            "note": "per-file distribution = mean of its frames' distributions; files shuffled with options.seed"}
 
 
 def _kl(ctx: _Context) -> dict:
+    opts = ctx.options.kl
     ref = {f.name: f for f in ctx.reference}
     pairs = [(ref[f.name], f) for f in ctx.candidate if f.name in ref]
     if not pairs:
         raise MetricInputError("kl pairs files by name, and no candidate file has the name of a reference file")
-    p_ref = np.stack(_file_probs([r for r, _ in pairs], "reference", "kl"))
-    p_cand = np.stack(_file_probs([c for _, c in pairs], "candidate", "kl"))
-    return {"value": paired_kl(p_ref, p_cand), "interval": None, "n_pairs": len(pairs),
+    p_ref = _file_probs([r for r, _ in pairs], "reference", "kl", ctx.class_scores, opts.activation, opts.pooling)
+    p_cand = _file_probs([c for _, c in pairs], "candidate", "kl", ctx.class_scores, opts.activation, opts.pooling)
+    if opts.activation == "model":
+        value = paired_kl(p_ref, p_cand) if opts.direction == "reference_candidate" else paired_kl(p_cand, p_ref)
+    else:  # the peers' definitions: rows used as the activation gives them (sigmoid rows are not normalised)
+        first, second = (p_ref, p_cand) if opts.direction == "reference_candidate" else (p_cand, p_ref)
+        value = kl_divergence(first, second, KL_EPS)
+    direction = ("KL(p_reference || p_candidate + eps)" if opts.direction == "reference_candidate"
+                 else "KL(p_candidate || p_reference + eps)")
+    return {"value": value, "interval": None, "n_pairs": len(pairs),
             "unpaired_reference": len(ctx.reference) - len(pairs),
             "unpaired_candidate": len(ctx.candidate) - len(pairs),
-            "eps": KL_EPS, "direction": "KL(p_reference || p_candidate + eps), mean over pairs"}
+            "eps": KL_EPS, "direction": f"{direction}, mean over pairs", "activation": opts.activation,
+            "pooling": opts.pooling}
 
 
 _EMBEDDING_METRICS: dict[str, Callable[[_Context], dict]] = {
@@ -521,7 +536,8 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
                         on_stage: Callable[[str], None] | None = None, ndb_bins: NdbBins | None = None,
                         n_reference_files: int | None = None, checkpoint: Callable[[], None] | None = None,
                         device: str = "cpu", kad_device: str = "auto", kad_max_frames: int | None = 20_000,
-                        reference_terms: dict[str, Any] | None = None) -> dict:
+                        reference_terms: dict[str, Any] | None = None,
+                        class_scores: str = "probabilities") -> dict:
     """Compute embedding metrics. ``reference`` may be empty when only FAD-family metrics are asked and
     ``reference_stats`` (cached) is given (then ``n_reference_files`` says how many files made them);
     ``ndb_bins`` are cached bins of this reference, fitted on ``ndb_samples`` (else fitted here).
@@ -537,7 +553,7 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
     if not candidate:
         raise MetricInputError("the candidate set has no files")
     ctx = _Context(reference, candidate, options, reference_stats, ndb_bins, n_reference_files, device=device,
-                   kad_device=kad_device, kad_max_frames=kad_max_frames)
+                   kad_device=kad_device, kad_max_frames=kad_max_frames, class_scores=class_scores)
     if checkpoint is not None:
         ctx.checkpoint = checkpoint
     if reference_terms:

@@ -8,7 +8,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from soundcheck.presets import PresetName
 
 MetricName = Literal[
     "fad", "fad_inf", "fad_per_file", "kad", "ndb", "prdc", "accuracy", "is", "kl",
@@ -124,9 +126,33 @@ class AccuracyOptions(_Strict):
         return value
 
 
+#: How a file's class distribution is made from the model's class outputs (soundcheck.metrics.class_scores).
+ClassActivation = Literal["model", "softmax", "sigmoid"]
+_ACTIVATION_HELP = ("'model': the model's own probabilities, each frame normalised to sum 1 (soundcheck's default); "
+                    "'softmax' or 'sigmoid': that function of the model's logits (models that give logits: "
+                    "cnn14-16k, passt), sigmoid outputs left unnormalised as audioldm_eval's KL_Sigmoid")
+ClassPooling = Literal["mean_probabilities", "mean_logits"]
+_POOLING_HELP = ("How the frames (windows) of one file are combined: 'mean_probabilities' (activation per frame, "
+                 "then the mean) or 'mean_logits' (mean of the logits, then the activation; stable-audio-metrics' "
+                 "PaSST KL)")
+
+
 class IsOptions(_Strict):
     splits: int = Field(10, ge=1, le=IS_SPLITS_MAX,
                         description="Splits of the candidate files (needs at least this many candidate files).")
+    activation: ClassActivation = Field("model", description=_ACTIVATION_HELP)
+    shuffle: Literal["generator", "randomstate"] = Field(
+        "generator", description="How files are shuffled before splitting, seeded by options.seed: numpy's "
+        "Generator ('generator', soundcheck's default) or the legacy RandomState(seed).permutation that "
+        "audioldm_eval uses with seed 2020 ('randomstate').")
+
+
+class KlOptions(_Strict):
+    activation: ClassActivation = Field("model", description=_ACTIVATION_HELP)
+    pooling: ClassPooling = Field("mean_probabilities", description=_POOLING_HELP)
+    direction: Literal["reference_candidate", "candidate_reference"] = Field(
+        "reference_candidate", description="'reference_candidate': KL(p_ref || p_cand + eps), as audioldm_eval "
+        "and AudioGen; 'candidate_reference': KL(p_cand || p_ref + eps), as stable-audio-metrics' passt_kld.")
 
 
 class McdOptions(_Strict):
@@ -151,6 +177,7 @@ class MetricOptions(_Strict):
     prdc: PrdcOptions = PrdcOptions()
     accuracy: AccuracyOptions = AccuracyOptions()
     is_: IsOptions = Field(IsOptions(), alias="is")
+    kl: KlOptions = KlOptions()
     mcd: McdOptions = McdOptions()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
@@ -164,11 +191,33 @@ class JobCreate(_Strict):
     embedding: str = Field("mel", description="Embedding model id (GET /v1/models).")
     metrics: list[MetricName] = Field(default_factory=lambda: ["fad"], min_length=1)
     options: MetricOptions = MetricOptions()
+    preset: PresetName | None = Field(
+        None, description="A published protocol in one word (GET /v1/presets): it fixes the models and the metric "
+        "definitions, so leave out embedding and metrics; options.bootstrap, confidence and seed still apply "
+        "where the preset does not fix them.")
 
     @field_validator("metrics")
     @classmethod
     def _dedupe(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _preset_fixes_models(self) -> JobCreate:
+        """A preset job names itself in ``embedding`` ("preset:<name>") and lists the metrics it computes, so
+        listings say what ran; values given by the caller must be those (a stored spec reads back the same)."""
+        if self.preset is None:
+            return self
+        from soundcheck.presets import PRESETS
+
+        embedding = f"preset:{self.preset}"
+        metrics = [m for m in dict.fromkeys(pm.metric for pm in PRESETS[self.preset].metrics) if m in METRIC_NAMES]
+        given = {"embedding": self.embedding, "metrics": self.metrics}
+        wanted = {"embedding": embedding, "metrics": metrics}
+        if any(given[f] != wanted[f] for f in self.model_fields_set & {"embedding", "metrics"}):
+            raise ValueError(f"preset {self.preset!r} fixes the embedding models and the metrics: leave out "
+                             "'embedding' and 'metrics' (GET /v1/presets lists what each preset computes)")
+        self.embedding, self.metrics = embedding, metrics
+        return self
 
 
 class Progress(BaseModel):

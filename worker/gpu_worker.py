@@ -37,6 +37,7 @@ from rq.utils import now
 from rq.worker import WorkerStatus
 
 from soundcheck.jobstore import MAINTENANCE_KEY, WORKER_MODELS_FIELD
+from soundcheck.presets import PRESETS
 from soundcheck.queueing import queue, reconcile_open_jobs
 from soundcheck.settings import Settings, get_settings
 from worker.runtime import Runtime, load_runtime, set_runtime
@@ -347,7 +348,11 @@ def build_worker(settings: Settings | None = None, name: str | None = None) -> S
     redis = Redis.from_url(settings.redis_url, retry=OutageRetry(settings.worker_redis_grace_s),
                            health_check_interval=30)
     # one queue per loaded model (jobs that need it), then the shared one (signal-only jobs)
-    queues = [queue(redis, settings, model_id) for model_id in runtime.models] + [queue(redis, settings)]
+    queues = [queue(redis, settings, model_id) for model_id in runtime.models]
+    # preset jobs wait on a queue of their own, served by workers that hold every model of the preset
+    queues += [queue(redis, settings, f"preset:{name}") for name, preset in PRESETS.items()
+               if set(preset.embeddings()) <= set(runtime.models)]
+    queues.append(queue(redis, settings))
     return SoundcheckWorker(queues, connection=redis, runtime=runtime, name=name,
                             heartbeat_ttl_s=settings.worker_heartbeat_ttl_s,
                             maintenance_interval_s=settings.maintenance_interval_s)

@@ -36,7 +36,9 @@ from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
 from soundcheck.metrics import GaussianStats
 from soundcheck.metrics.coverage import NdbBins
 from soundcheck.pipeline import FILES_PER_CHUNK, InputChanged, chunks, embed_stream, load_wave
+from soundcheck.presets import PRESETS
 from soundcheck.provenance import (
+    embedding_key,
     ndb_bins_key,
     reference_pack_key,
     reference_stats_key,
@@ -47,6 +49,7 @@ from soundcheck.settings import get_settings
 from soundcheck.streaming import KEEP_STATS, SetFold, reference_keep
 from worker import reference_pack
 from worker.fanout import embed_dataset_fanned, helpers_for
+from worker.preset_job import run_preset
 from worker.runtime import get_runtime
 from worker.stats_cache import StatsCache
 
@@ -267,6 +270,8 @@ def run_job(redis: Redis, job_id: str, spec: JobCreate, store: JobStore) -> dict
         "reference": _summary(reference), "candidate": _summary(candidate), "embedding": spec.embedding,
         "metrics": {}, "diagnostics": {}, "warnings": list(_dataset_warnings(reference, candidate)),
     }
+    if spec.preset is not None:  # one evaluation per number of the peer's table (worker.preset_job)
+        return _run_preset(redis, job_id, spec, store, reference, candidate, blobs, result, started)
     emb_prov = None
     total = (len(reference.files or []) + len(candidate.files or [])) * bool(embedding_metrics)
     ref_names = {f.name for f in reference.files or []}
@@ -294,6 +299,24 @@ def run_job(redis: Redis, job_id: str, spec: JobCreate, store: JobStore) -> dict
             part = _failed_part(signal_metrics, str(exc))
         _merge(result, part)
     result["provenance"] = result_provenance(emb_prov, metric_versions())
+    reporter.set_stage("finishing")
+    result["timing_s"] = {"total": round(time.monotonic() - started, 3), "stages": reporter.durations,
+                          "metrics": result.pop("metric_timing_s", {})}
+    return result
+
+
+def _run_preset(redis: Redis, job_id: str, spec: JobCreate, store: JobStore, reference: DatasetView,
+                candidate: DatasetView, blobs: BlobStore, result: dict[str, Any], started: float) -> dict[str, Any]:
+    n_parts = len(PRESETS[spec.preset].metrics)
+    reporter = Reporter(job_id, store, (len(reference.files or []) + len(candidate.files or [])) * n_parts)
+
+    def run_part(part: JobCreate) -> tuple[dict, dict]:
+        return _embedding_part(redis, job_id, part, part.metrics, reference, candidate, blobs, reporter)
+
+    provenance = run_preset(spec, run_part, result)
+    result["provenance"] = {**result_provenance(None, metric_versions()), "embedding": None, "embedding_key": None,
+                            "embeddings": provenance,
+                            "embedding_keys": {m: embedding_key(p) for m, p in provenance.items()}}
     reporter.set_stage("finishing")
     result["timing_s"] = {"total": round(time.monotonic() - started, 3), "stages": reporter.durations,
                           "metrics": result.pop("metric_timing_s", {})}
@@ -366,7 +389,8 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
                                on_stage=lambda stage: reporter.set_stage(f"computing {stage}"), ndb_bins=bins,
                                n_reference_files=len(reference.files or []), checkpoint=reporter.checkpoint,
                                device=runtime.device, kad_device=settings.kad_device,
-                               kad_max_frames=settings.kad_max_frames, reference_terms=terms)
+                               kad_max_frames=settings.kad_max_frames, reference_terms=terms,
+                               class_scores=model.spec.class_scores)
     cache_info = part.setdefault("diagnostics", {}).setdefault("cache", {})
     cache_info["reference_stats"] = "hit" if cached_stats is not None else "miss"
     if pack_status is not None:

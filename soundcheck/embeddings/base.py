@@ -46,7 +46,10 @@ class ModelSpec:
     weight_files: tuple[WeightFile, ...] = ()
     packaged_weights: str | None = None  # "package:resource" when a wheel ships the weights
     requires: tuple[str, ...] = ()  # importable modules the model needs
-    n_classes: int = 0  # > 0: the model also gives class probabilities
+    n_classes: int = 0  # > 0: the model also gives class outputs per frame
+    #: What those class outputs are: "probabilities" (yamnet, cnn14) or "logits" (the metrics apply softmax or
+    #: sigmoid as options.kl / options.is ask, see soundcheck.metrics.class_scores).
+    class_scores: str = "probabilities"
     description: str = ""
 
 
@@ -55,7 +58,7 @@ class Embedded:
     """A file's embedding frames (and class probabilities per frame, for classifiers)."""
 
     frames: np.ndarray  # [n, dim] float32
-    probs: np.ndarray | None = None  # [n, n_classes] float32
+    probs: np.ndarray | None = None  # [n, n_classes] float32 class outputs (ModelSpec.class_scores says which)
 
 
 @dataclass
@@ -67,6 +70,9 @@ class FoundWeight:
     sha256: str | None
     expected_sha256: str | None
     present: bool
+    #: The file is not the published one, and the operator declared its sha256 in <model_dir>/SHA256SUMS
+    #: (a re-export or fine-tune under the official name): accepted, and said so in every result.
+    operator_declared: bool = False
 
     @property
     def matches(self) -> bool | None:
@@ -142,7 +148,9 @@ class EmbeddingModel(ABC):
             "frame_s": self.spec.frame_s,
             "hop_s": self.spec.hop_s,
             "dim": self.spec.dim,
-            "weights": [{"name": w.name, "sha256": w.sha256} for w in self.weights],
+            "weights": [{"name": w.name, "sha256": w.sha256, **({"official": False, "declared_in": "SHA256SUMS"}
+                                                                 if w.operator_declared else {})}
+                        for w in self.weights],
         }
         if self.pads_batches and self.batch_rows != self.default_batch_rows:
             # another pass shape can change the last float32 bits: another cache key (the default adds nothing,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from soundcheck.embeddings.base import EmbeddingModel
-from soundcheck.embeddings.registry import AUDIOSET_LABELS, CNN14_WEIGHTS, SPECS, find_weight, load_weight_file
+from soundcheck.embeddings.registry import (
+    AUDIOSET_LABELS,
+    CNN14_16K_WEIGHTS,
+    CNN14_WEIGHTS,
+    SPECS,
+    WeightFile,
+    find_weight,
+    load_weight_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,23 @@ CHUNK_CPU = 1  # measured: batching 10 s rows gains <20% on CPU, padding a lone 
 CHUNK_CUDA = 8
 
 
+@dataclass(frozen=True)
+class Cnn14Frontend:
+    """The STFT and mel settings a CNN14 checkpoint was trained with (PANNs publishes a 32 kHz and a 16 kHz one)."""
+
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = N_FFT
+    hop: int = HOP
+    n_mels: int = N_MELS
+    fmin: float = FMIN
+    fmax: float = FMAX
+
+
+FRONTEND_32K = Cnn14Frontend()
+#: ``Cnn14_16k_mAP=0.438.pth``: window 512, hop 160, 64 mel bands 50-8000 Hz (audioldm_eval's 16 kHz setting).
+FRONTEND_16K = Cnn14Frontend(sample_rate=16000, n_fft=512, hop=160, fmax=8000.0)
+
+
 class ConvStft(nn.Module):
     """Real and imaginary DFT rows (windowed) as two Conv1d kernels ``[n_fft // 2 + 1, 1, n_fft]``."""
 
@@ -78,9 +104,9 @@ class ConvStft(nn.Module):
 
 
 class PowerSpectrogram(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, n_fft: int = N_FFT, hop: int = HOP) -> None:
         super().__init__()
-        self.stft = ConvStft()
+        self.stft = ConvStft(n_fft, hop)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         real, imag = self.stft(wave)
@@ -88,12 +114,13 @@ class PowerSpectrogram(nn.Module):
 
 
 class LogMel(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, frontend: Cnn14Frontend = FRONTEND_32K) -> None:
         super().__init__()
         import torchaudio.functional
 
+        f = frontend
         weights = torchaudio.functional.melscale_fbanks(
-            N_FFT // 2 + 1, FMIN, FMAX, N_MELS, SAMPLE_RATE, norm="slaney", mel_scale="slaney",
+            f.n_fft // 2 + 1, f.fmin, f.fmax, f.n_mels, f.sample_rate, norm="slaney", mel_scale="slaney",
         )
         self.melW = nn.Parameter(weights, requires_grad=False)
 
@@ -118,12 +145,14 @@ class ConvBlock(nn.Module):
 
 
 class Cnn14Network(nn.Module):
-    """Waveform ``[b, samples]`` at 32 kHz → (embedding ``[b, 2048]``, clip probabilities ``[b, 527]``)."""
+    """Waveform ``[b, samples]`` → (embedding ``[b, 2048]``, clip probabilities ``[b, 527]``, or the logits
+    before the sigmoid with ``logits=True``)."""
 
-    def __init__(self, classes: int = 527) -> None:
+    def __init__(self, classes: int = 527, frontend: Cnn14Frontend = FRONTEND_32K, logits: bool = False) -> None:
         super().__init__()
-        self.spectrogram_extractor = PowerSpectrogram()
-        self.logmel_extractor = LogMel()
+        self.logits = logits
+        self.spectrogram_extractor = PowerSpectrogram(frontend.n_fft, frontend.hop)
+        self.logmel_extractor = LogMel(frontend)
         self.bn0 = nn.BatchNorm2d(N_MELS)
         widths = (1, 64, 128, 256, 512, 1024, 2048)
         for i in range(6):
@@ -139,7 +168,8 @@ class Cnn14Network(nn.Module):
         x = x.mean(dim=3)  # over frequency
         x = x.max(dim=2).values + x.mean(dim=2)  # over time
         embedding = F.relu(self.fc1(x))
-        return embedding, torch.sigmoid(self.fc_audioset(embedding))
+        scores = self.fc_audioset(embedding)
+        return embedding, scores if self.logits else torch.sigmoid(scores)
 
 
 def segment_rows(wave: np.ndarray) -> np.ndarray:
@@ -177,15 +207,17 @@ class Cnn14Embedding(EmbeddingModel):
     spec = SPEC
     frontend_version = "1"
     pads_batches = True  # torch CPU/CUDA kernels are chosen by batch shape
+    weight_file: WeightFile = CNN14_WEIGHTS
+    settings: Cnn14Frontend = FRONTEND_32K
 
     def __init__(self, model_dir: Path, device: str = "cpu") -> None:
         super().__init__(model_dir, device)
         self.torch_device = torch.device(device)
         self.chunk = CHUNK_CUDA if self.torch_device.type == "cuda" else CHUNK_CPU
-        found = find_weight(self.model_dir, CNN14_WEIGHTS)
+        found = find_weight(self.model_dir, self.weight_file)
         self.weights = [found]
         checkpoint = load_weight_file(Path(found.path))
-        self.network = Cnn14Network(SPEC.n_classes)
+        self.network = Cnn14Network(self.spec.n_classes, self.settings, logits=self.spec.class_scores == "logits")
         self.network.load_state_dict(checkpoint.get("model", checkpoint), strict=True)
         self.network.to(self.torch_device).eval()
 
@@ -223,8 +255,8 @@ class Cnn14Embedding(EmbeddingModel):
     def forward(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One pass per length present (the Batcher gives one; zero rows of padding have length 0)."""
         lengths = inputs[:, 0].astype(np.int64)
-        embeddings = np.zeros((len(inputs), SPEC.dim), dtype=np.float32)
-        probs = np.zeros((len(inputs), SPEC.n_classes), dtype=np.float32)
+        embeddings = np.zeros((len(inputs), self.spec.dim), dtype=np.float32)
+        probs = np.zeros((len(inputs), self.spec.n_classes), dtype=np.float32)
         real = lengths > 0
         length = int(lengths[real].max()) if real.any() else 0
         if length and np.any(lengths[real] != length):
@@ -236,3 +268,33 @@ class Cnn14Embedding(EmbeddingModel):
             embeddings[real] = emb.float().cpu().numpy()[real]
             probs[real] = prob.float().cpu().numpy()[real]
         return embeddings, probs
+
+
+def whole_file_row(wave: np.ndarray, min_samples: int) -> np.ndarray:
+    """One row ``[1, 1 + samples]``: the valid sample count, then the whole file, zero-padded to ``min_samples``."""
+    wave = np.asarray(wave, dtype=np.float32)
+    wave = np.pad(wave, (0, max(0, min_samples - len(wave))))
+    return np.concatenate([[np.float32(len(wave))], wave])[None, :]
+
+
+class Cnn14Embedding16k(Cnn14Embedding):
+    """PANNs CNN14 16 kHz (``Cnn14_16k_mAP=0.438.pth``) as audioldm_eval runs it: the whole file in one pass
+    (zero-padded to 2 s), 2048-d embedding and the 527 class logits (the metrics apply softmax or sigmoid)."""
+
+    spec = SPECS["cnn14-16k"]
+    weight_file = CNN14_16K_WEIGHTS
+    settings = FRONTEND_16K
+    MIN_SAMPLES = 2 * 16000  # audioldm_eval's pad_short_audio(min_samples=32000) at 16 kHz
+
+    def frontend_params(self) -> dict[str, Any]:
+        return {"stft": "conv kernels from the checkpoint (periodic hann, n_fft 512, hop 160, centre, reflect pad)",
+                "mel": "melW from the checkpoint (slaney, 64 bands, 50-8000 Hz)", "log": "10*log10(max(mel, 1e-10))",
+                "segment": "whole file in one pass", "short_file": "zero-padded to 2 s",
+                "class_outputs": "logits (fc_audioset before the sigmoid)"}
+
+    def frontend(self, wave: np.ndarray) -> np.ndarray:
+        return whole_file_row(wave, self.MIN_SAMPLES)
+
+    @property
+    def default_batch_rows(self) -> int:
+        return 1  # whole files differ in length: one per pass

