@@ -170,9 +170,14 @@ class EvaluationResult(_Result):
     def of(cls, result: dict[str, Any] | None) -> EvaluationResult:
         """Parse a stored result, each metric entry with its own model (a plain dict field cannot say which)."""
         raw = dict(result or {})
-        metrics = {name: RESULT_MODELS.get(name, MetricResult).model_validate(entry)
-                   for name, entry in (raw.pop("metrics", None) or {}).items()}
+        # a preset's entries are keyed by the peer's label and name their metric
+        metrics = {name: RESULT_MODELS.get(name, RESULT_MODELS.get(_metric_of(entry), MetricResult))
+                   .model_validate(entry) for name, entry in (raw.pop("metrics", None) or {}).items()}
         return cls.model_validate(raw).model_copy(update={"metrics": metrics})
+
+
+def _metric_of(entry: Any) -> str | None:
+    return entry.get("metric") if isinstance(entry, dict) else None
 
 
 def job_result(view: JobView) -> EvaluationResult:

@@ -226,7 +226,9 @@ function metricRows(metrics) {
       continue;
     }
     const subs = Object.entries(entry).filter(([, v]) => v && typeof v === "object" && !Array.isArray(v) && "value" in v);
-    if (entry.value !== null || !subs.length) rows.push({id: name, name, label: label(name), entry});
+    // a preset's numbers are keyed as the peer names them ("fd_panns") and say which metric computed them
+    const metric = entry.metric || name, title = entry.title ? `${entry.title} · ${entry.embedding}` : label(name);
+    if (entry.value !== null || !subs.length) rows.push({id: name, name: metric, label: title, entry});
     for (const [sub, v] of subs) {
       rows.push({id: `${name}.${sub}`, name: sub, label: `${label(name)} · ${sub}`,
         entry: {n_reference: entry.n_reference, n_candidate: entry.n_candidate, ...v}, parent: entry, sub: true});
