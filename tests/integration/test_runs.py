@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from soundcheck.client import AsyncClient, Client, ServiceUnreachable
 from soundcheck.retry import RetryPolicy
 from soundcheck.serve import Service
 from tests.api.live import live_api
-from tests.conftest import free_port
+from tests.conftest import free_port, run
 
 QUICK = RetryPolicy(attempts=10_000, max_elapsed_s=120, backoff_s=0.2, max_backoff_s=1.0)
 
@@ -98,6 +99,16 @@ def test_real_jobs_of_a_run_read_back_as_the_series_of_their_results(service: Se
                                                             entry["interval"]["high"])
     # a candidate equal to the reference sits at the bottom of the curve
     assert series.points[0].metrics["fad"].value < series.points[1].metrics["fad"].value  # type: ignore[operator]
+
+    shown = run([sys.executable, "-m", "soundcheck.cli", "--url", service.url, "runs", "show", "real-run"])
+    assert shown.returncode == 0, shown.stderr
+    fad10 = series.points[1].metrics["fad"]
+    rows = [line for line in shown.stdout.splitlines() if jobs[0].id[:12] in line]
+    assert len(rows) == 1 and " 10 " in rows[0] and "finished" in rows[0]
+    assert f"{fad10.value:.4g} [{fad10.low:.4g}, {fad10.high:.4g}]" in rows[0]
+    listed = run([sys.executable, "-m", "soundcheck.cli", "--url", service.url, "runs", "list"])
+    assert listed.returncode == 0 and any("real-run" in line and " 2 " in line and " 10 " in line
+                                          for line in listed.stdout.splitlines()), listed.stdout
 
 
 def test_async_client_submits_in_the_background_too(service: Service, example_sets: tuple[Path, Path]) -> None:
