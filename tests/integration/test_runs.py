@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -126,3 +127,30 @@ def test_async_client_submits_in_the_background_too(service: Service, example_se
 
     quick, status, steps = asyncio.run(main())
     assert quick < 0.2 and status == "finished" and steps == [3]
+
+
+def test_the_readme_training_loop_snippet_logs_a_run(service: Service, example_sets: tuple[Path, Path],
+                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's snippet as written, with its two placeholders filled in: the loop stops after two
+    checkpoints, and "training" copies the example candidate set."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Training runs"):]
+    code = section[section.index("```python\n") + 10:section.index("\n```", section.index("```python"))]
+    code = code.replace("http://127.0.0.1:8000", service.url)
+    ref_dir, cand_dir = example_sets
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ref_dir, tmp_path / "real")
+
+    def train_and_write_samples(step: int, folder: str) -> None:
+        shutil.copytree(cand_dir if step else ref_dir, folder)
+
+    started = time.monotonic()
+    exec(compile(code, "README.md", "exec"), {"train_and_write_samples": train_and_write_samples,  # noqa: S102
+                                              "range": lambda *_: [0, 5000]})
+    with Client(service.url) as sc:
+        series = sc.run("exp-1")
+        done = [sc.wait(p.job_id, timeout_s=240) for p in series.points]
+        series = sc.run("exp-1")
+    assert time.monotonic() - started < 300
+    assert [p.step for p in series.points] == [0, 5000] and [d.status for d in done] == ["finished"] * 2
+    assert series.metrics == ["fad", "kad"] and all(p.metrics["fad"].low is not None for p in series.points)
