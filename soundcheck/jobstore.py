@@ -242,6 +242,21 @@ class JobStore:
                            updated_at=datetime.fromtimestamp(score, UTC))
                 for (name, score), count, last in zip(named, answers[::2], answers[1::2], strict=True)]
 
+    @staticmethod
+    def forget_in_run(pipe: Pipeline, redis: Redis, spec: JobCreate | None, job_id: str) -> None:
+        """Queue on ``pipe`` the removal of a deleted job from its run: its step goes when no other job of the
+        run has it, the run when it has no job left (gc removes expired jobs; the run must not count them)."""
+        if spec is None or spec.run is None or spec.step is None:
+            return
+        key = RUN_JOBS_KEY.format(spec.run)
+        others = [_text(i) for i in redis.zrangebyscore(key, spec.step, spec.step)]
+        pipe.zrem(key, job_id)
+        if not set(others) - {job_id}:
+            pipe.zrem(RUN_STEPS_KEY.format(spec.run), str(spec.step))
+        if redis.zcard(key) - (redis.zscore(key, job_id) is not None) == 0:  # it was the run's last job
+            pipe.delete(key, RUN_STEPS_KEY.format(spec.run))
+            pipe.zrem(RUN_INDEX, spec.run)
+
     def run_first_spec(self, name: str) -> JobCreate | None:
         """The request of the run's earliest job still stored (what a new job of the run must agree with)."""
         for job_id in self.redis.zrange(RUN_JOBS_KEY.format(name), 0, 9):
