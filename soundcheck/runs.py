@@ -21,7 +21,7 @@ def _number(value: Any) -> float | None:
 
 
 def _metric(entry: Mapping[str, Any]) -> RunMetric:
-    interval = entry.get("interval") if isinstance(entry.get("interval"), Mapping) else {}
+    interval = entry.get("interval") if isinstance(entry.get("interval"), dict) else {}
     return RunMetric(value=_number(entry.get("value")), low=_number(interval.get("low")),
                      high=_number(interval.get("high")), confidence=_number(interval.get("level")),
                      error=entry.get("error") if isinstance(entry.get("error"), str) else None)
@@ -34,10 +34,11 @@ def run_metrics(result: Mapping[str, Any] | None) -> dict[str, RunMetric]:
     metrics = (result or {}).get("metrics") or {}
     out: dict[str, RunMetric] = {}
     for name, entry in metrics.items():
-        if not isinstance(entry, Mapping):
+        if not isinstance(entry, dict):
             continue
-        parts = {k: v for k, v in entry.items() if isinstance(v, Mapping) and "value" in v}
-        if entry.get("value") is None and parts and not entry.get("error"):
+        parts = ({k: v for k, v in entry.items() if isinstance(v, dict) and "value" in v}
+                 if entry.get("value") is None and not entry.get("error") else None)
+        if parts:
             out.update({f"{name}.{part}": _metric(sub) for part, sub in parts.items()})
         else:
             out[name] = _metric(entry)
