@@ -154,3 +154,25 @@ def test_the_readme_training_loop_snippet_logs_a_run(service: Service, example_s
     assert time.monotonic() - started < 300
     assert [p.step for p in series.points] == [0, 5000] and [d.status for d in done] == ["finished"] * 2
     assert series.metrics == ["fad", "kad"] and all(p.metrics["fad"].low is not None for p in series.points)
+
+
+def test_async_background_failures_are_logged_kept_and_raised_only_when_asked(
+        caplog: pytest.LogCaptureFixture) -> None:
+    never = RetryPolicy(attempts=3, max_elapsed_s=5, backoff_s=0.05)
+    url = f"http://127.0.0.1:{free_port()}"
+
+    async def main() -> None:
+        async with AsyncClient(url, background_retry=never) as sc:
+            handle = await sc.submit("a" * 64, "b" * 64, run="r", step=1)
+            assert await sc.flush(timeout=30)
+            assert isinstance(handle.error, ServiceUnreachable)
+            with pytest.raises(ServiceUnreachable):
+                await handle.result(timeout=1)  # type: ignore[union-attr]
+        strict = AsyncClient(url, background_retry=never, raise_errors=True)
+        await strict.submit("a" * 64, "b" * 64, run="r", step=2)
+        with pytest.raises(ServiceUnreachable):
+            await strict.flush(timeout=30)
+        await strict.close()
+
+    asyncio.run(main())
+    assert "run 'r' step 1 could not be submitted" in caplog.text
