@@ -276,6 +276,8 @@ async function onSubmitJob(ev) {
     reference: $("job-reference").value, candidate: $("job-candidate").value, embedding: $("job-embedding").value,
     metrics, options,
   };
+  const run = $("job-run").value.trim();  // issue 11: the job joins a run at a step (#/runs/<run>)
+  if (run) Object.assign(spec, {run, step: Number($("job-step").value || 0)});
   if (!spec.reference || !spec.candidate) {
     showError(errorEl, new Error("choose a reference and a candidate dataset"));
     return;

@@ -74,3 +74,24 @@ def test_unknown_run_says_so(page: Page, console: Console, service: Service) -> 
     page.goto(f"{service.url}/dashboard/#/runs/no-such-run")
     expect(page.locator("[data-testid=runs-error]")).to_contain_text("Run not found")
     assert console.unexpected("Failed to load resource") == []
+
+
+def test_the_job_form_puts_a_job_in_a_run(page: Page, console: Console, service: Service,
+                                          example_sets: tuple[Path, Path]) -> None:
+    ref_dir, cand_dir = example_sets
+    with Client(service.url) as sc:
+        ref, cand = sc.upload(ref_dir).id, sc.upload(cand_dir).id
+    page.goto(f"{service.url}/dashboard/#/")
+    expect(page.locator("#health-workers")).to_have_attribute("data-count", "1")
+    page.select_option("#job-reference", ref)
+    page.select_option("#job-candidate", cand)
+    page.fill("#job-bootstrap", "5")
+    page.fill("#job-run", "form-run")
+    page.fill("#job-step", "7")
+    page.click("#job-submit")
+    page.wait_for_url("**/dashboard/#/jobs/*")
+    expect(page.locator("[data-testid=job-run]")).to_have_text("form-run · step 7")
+    page.locator("[data-testid=job-run]").click()
+    expect(page.locator("[data-testid=run-view][data-run='form-run']")).to_be_visible()
+    expect(page.locator("[data-testid=run-job-row]")).to_have_count(1)
+    assert console.errors == []
