@@ -18,6 +18,7 @@ from redis import Redis
 from soundcheck.classifier_files import CLASSIFIER_DIR, labels_problem, list_classifiers
 from soundcheck.datastore import ManifestStore
 from soundcheck.jobspec import SIGNAL_METRICS, FileEntry, JobCreate
+from soundcheck.jobstore import JobStore
 from soundcheck.settings import Settings
 
 
@@ -28,6 +29,7 @@ def check_job(redis: Redis, settings: Settings, spec: JobCreate) -> None:
     if reference is None or candidate is None or reference.files is None or candidate.files is None:
         return  # create_job answers 404 for a missing dataset; the worker for a manifest without its files
     problems = job_problems(spec, reference.files, candidate.files, settings.models_dir)
+    problems += run_problems(redis, spec)
     if problems:
         from app.jobs import JobRequestError  # app.jobs imports this module
 
@@ -135,3 +137,17 @@ def _classifier_problem(model_dir: Path, name: str) -> str | None:
 _CHECKS: dict[str, Callable[[_Sets], str | None]] = {
     "ndb": _ndb, "prdc": _prdc, "is": _is, "kl": _kl, "accuracy": _accuracy,
 }
+
+
+def run_problems(redis: Redis, spec: JobCreate) -> list[str]:
+    """A run is one curve: its points are comparable only against the same reference with the same embedding.
+    A job that joins a run with another one is refused (start another run for that comparison)."""
+    if spec.run is None:
+        return []
+    first = JobStore(redis).run_first_spec(spec.run)
+    if first is None:
+        return []
+    return [f"run {spec.run!r} uses {what} {getattr(first, f)!r}, this job {getattr(spec, f)!r}: the points of one "
+            "run are comparable only with the same reference and embedding; use another run name"
+            for f, what in (("reference", "reference dataset"), ("embedding", "embedding"))
+            if getattr(first, f) != getattr(spec, f)]

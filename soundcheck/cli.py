@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from soundcheck import cli_runs
 from soundcheck.cli_output import EXIT, print_result, wait_with_progress
 from soundcheck.client import Client, ServiceUnreachable, SoundcheckError
 from soundcheck.export import FORMATS
@@ -320,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("examples", help="write the deterministic example sets to DIR")
     p.add_argument("dir")
     p.set_defaults(func=cmd_examples)
+    cli_runs.add_parser(sub, lambda a: Client(_url(a), token=get_settings().api_token), out)  # issue 11: runs
     return parser
 
 

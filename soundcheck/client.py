@@ -27,7 +27,8 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from soundcheck.jobspec import DatasetView, JobCreate, JobView
+from soundcheck.background import BACKGROUND_RETRY, AsyncSubmission, Submission, Submitter, describe, log, log_retry
+from soundcheck.jobspec import DatasetView, JobCreate, JobView, RunSummary, RunView
 from soundcheck.results import EvaluationResult, job_result
 from soundcheck.retry import NOT_SENT, Attempts, RetryPolicy
 
@@ -95,10 +96,28 @@ def pack_directory(directory: Path, target: Path) -> Path:
 
 
 def _job_body(reference: str, candidate: str, embedding: str, metrics: Sequence[str] | None,
-              options: dict[str, Any] | None) -> dict[str, Any]:
-    spec = JobCreate.model_validate({"reference": reference, "candidate": candidate, "embedding": embedding,
-                                     "metrics": list(metrics or ["fad"]), "options": options or {}})
+              options: dict[str, Any] | None, run: str | None = None, step: int | None = None,
+              tags: Sequence[str] | None = None) -> dict[str, Any]:
+    # embedding "preset:<name>" runs a preset (GET /v1/presets), which fixes the models and the metrics
+    chosen = {"embedding": embedding} if embedding.startswith("preset:") and metrics is None else {
+        "embedding": embedding, "metrics": list(metrics or ["fad"])}
+    spec = JobCreate.model_validate({"reference": reference, "candidate": candidate, **chosen,
+                                     "options": options or {}, "run": run, "step": step, "tags": list(tags or [])})
     return spec.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+
+
+#: A dataset given to ``submit`` as a path (not an id) is uploaded first: content-addressed, so repeatable.
+DatasetRef = str | os.PathLike[str]
+
+
+def _local(source: DatasetRef) -> Path | None:
+    if isinstance(source, os.PathLike) or Path(source).exists():
+        return Path(source)
+    return None
+
+
+def _runs_path(name: str) -> str:
+    return f"/v1/runs/{name}"  # JobCreate's RUN_NAME pattern keeps names URL-safe
 
 
 def _timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
@@ -179,12 +198,17 @@ class Client:
     """Synchronous client. ``token`` is sent as a bearer token when the server requires one.
 
     ``timeout`` is a float (seconds to wait for the api; connecting gets at most 10 s) or an ``httpx.Timeout``;
-    ``retry`` bounds the retries (attempts and total time), ``RetryPolicy(attempts=1)`` turns them off."""
+    ``retry`` bounds the retries (attempts and total time), ``RetryPolicy(attempts=1)`` turns them off.
+    Background submissions (``submit(..., run=...)``) retry by ``background_retry`` (default: ten minutes per
+    job) and, with ``raise_errors``, re-raise a failure at the next ``submit``, ``flush`` or ``close``."""
 
     def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, timeout: float | httpx.Timeout = 600.0,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, background_retry: RetryPolicy | None = None,
+                 raise_errors: bool = False) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retry = retry or RetryPolicy()
+        self.background_retry, self.raise_errors = background_retry or BACKGROUND_RETRY, raise_errors
+        self._submitter = Submitter()
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=_timeout(timeout))
 
     def __enter__(self) -> Client:
@@ -194,11 +218,26 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Waits for background submissions (at most ``background_retry.max_elapsed_s``), then closes."""
+        if not self._submitter.flush(self.background_retry.max_elapsed_s):
+            log.error("soundcheck: closing with %d background submission(s) not sent", self._submitter.pending())
         self._http.close()
+        self._raise_background()
+
+    def _raise_background(self) -> None:
+        if self.raise_errors and (failure := self._submitter.pop_failure()) is not None:
+            raise failure
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait for the background submissions made so far; False if some are still pending after ``timeout``."""
+        done = self._submitter.flush(timeout)
+        self._raise_background()
+        return done
 
     def _request(self, method: str, path: str, *, idempotent: bool | None = None, retry: bool = True,
+                 policy: RetryPolicy | None = None, on_retry: Callable[[str, float], None] | None = None,
                  **kwargs: Any) -> httpx.Response:
-        policy = self.retry if retry else RetryPolicy(attempts=1)
+        policy = policy or (self.retry if retry else RetryPolicy(attempts=1))
         attempts = Attempts(policy, method in ("GET", "HEAD", "DELETE") if idempotent is None else idempotent)
         while True:
             try:
@@ -206,9 +245,13 @@ class Client:
             except httpx.TransportError as exc:
                 if (delay := attempts.after_error(exc)) is None:
                     raise _unreachable(str(self._http.base_url).rstrip("/"), method, path, attempts, exc) from exc
+                if on_retry is not None:
+                    on_retry(f"{type(exc).__name__}: {exc}", delay)
             else:
                 if (delay := attempts.after_response(response)) is None:
                     return response
+                if on_retry is not None:
+                    on_retry(f"HTTP {response.status_code}", delay)
                 response.close()
             time.sleep(delay)
 
@@ -249,10 +292,47 @@ class Client:
     def delete_dataset(self, dataset_id: str) -> None:
         self._json("DELETE", f"/v1/datasets/{dataset_id}")
 
-    def submit(self, reference: str, candidate: str, embedding: str = "mel", metrics: Sequence[str] | None = None,
-               options: dict[str, Any] | None = None) -> JobView:
-        body = _job_body(reference, candidate, embedding, metrics, options)
-        return JobView.model_validate(self._json("POST", "/v1/jobs", json=body))
+    def submit(self, reference: DatasetRef, candidate: DatasetRef, embedding: str = "mel",
+               metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None, run: str | None = None,
+               step: int | None = None, tags: Sequence[str] | None = None,
+               background: bool | None = None) -> JobView | Submission:
+        """Queue a job. A dataset may be an id or a local path (uploaded first). With ``run`` (or
+        ``background=True``) it returns a :class:`~soundcheck.background.Submission` at once and a thread sends
+        it: a training loop never waits on the api nor sees its failures (logged; ``handle.result()`` raises
+        them). Keep the files of a path until ``handle.submitted()``. An invalid request raises here at once."""
+        _job_body("0", "0", embedding, metrics, options, run, step, tags)  # a mistake raises now, not later
+        if not (run is not None if background is None else background):
+            ref, cand = (self._dataset_ref(d) for d in (reference, candidate))
+            body = _job_body(ref, cand, embedding, metrics, options, run, step, tags)
+            return JobView.model_validate(self._json("POST", "/v1/jobs", json=body))
+        self._raise_background()
+        handle = Submission(run, step, lambda job_id, left: self.wait(job_id, timeout_s=left))
+        hook = log_retry(describe(run, step))
+
+        def send() -> JobView:
+            ref, cand = (self._dataset_ref(d, hook) for d in (reference, candidate))
+            body = _job_body(ref, cand, embedding, metrics, options, run, step, tags)
+            return JobView.model_validate(self._json("POST", "/v1/jobs", json=body, policy=self.background_retry,
+                                                     on_retry=hook))
+
+        self._submitter.put(send, handle)
+        return handle
+
+    def _dataset_ref(self, source: DatasetRef, on_retry: Callable[[str, float], None] | None = None) -> str:
+        path = _local(source)
+        if path is None:
+            return str(source)
+        with _Paths([path]) as parts:
+            body = self._json("POST", "/v1/datasets", files=parts, data=_upload_data([path], "reject", None),
+                              idempotent=True, policy=self.background_retry if on_retry else None, on_retry=on_retry)
+        return DatasetView.model_validate(body).id
+
+    def runs(self, limit: int = 100) -> list[RunSummary]:
+        return [RunSummary.model_validate(r) for r in self._json("GET", "/v1/runs", params={"limit": limit})]
+
+    def run(self, name: str) -> RunView:
+        """A run's series: every job sorted by step with each metric's value and interval."""
+        return RunView.model_validate(self._json("GET", _runs_path(name)))
 
     def job(self, job_id: str) -> JobView:
         return JobView.model_validate(self._json("GET", f"/v1/jobs/{job_id}"))
@@ -291,9 +371,13 @@ class AsyncClient:
     arguments and results (tests/unit/test_light_client.py checks it), awaited."""
 
     def __init__(self, base_url: str = DEFAULT_URL, token: str | None = None, timeout: float | httpx.Timeout = 600.0,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, background_retry: RetryPolicy | None = None,
+                 raise_errors: bool = False) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retry = retry or RetryPolicy()
+        self.background_retry, self.raise_errors = background_retry or BACKGROUND_RETRY, raise_errors
+        self._pending: set[asyncio.Task[Any]] = set()
+        self._failures: list[BaseException] = []
         self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=_timeout(timeout))
 
     async def __aenter__(self) -> AsyncClient:
@@ -303,11 +387,33 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
+        """Waits for background submissions (at most ``background_retry.max_elapsed_s``), then closes."""
+        if not await self._drain(self.background_retry.max_elapsed_s):
+            log.error("soundcheck: closing with %d background submission(s) not sent", len(self._pending))
+            for task in self._pending:
+                task.cancel()
         await self._http.aclose()
+        self._raise_background()
+
+    def _raise_background(self) -> None:
+        if self.raise_errors and self._failures:
+            raise self._failures.pop(0)
+
+    async def _drain(self, timeout: float | None) -> bool:
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=timeout)
+        return not self._pending
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait for the background submissions made so far; False if some are still pending after ``timeout``."""
+        done = await self._drain(timeout)
+        self._raise_background()
+        return done
 
     async def _request(self, method: str, path: str, *, idempotent: bool | None = None, retry: bool = True,
+                       policy: RetryPolicy | None = None, on_retry: Callable[[str, float], None] | None = None,
                        **kwargs: Any) -> httpx.Response:
-        policy = self.retry if retry else RetryPolicy(attempts=1)
+        policy = policy or (self.retry if retry else RetryPolicy(attempts=1))
         attempts = Attempts(policy, method in ("GET", "HEAD", "DELETE") if idempotent is None else idempotent)
         while True:
             try:
@@ -315,9 +421,13 @@ class AsyncClient:
             except httpx.TransportError as exc:
                 if (delay := attempts.after_error(exc)) is None:
                     raise _unreachable(str(self._http.base_url).rstrip("/"), method, path, attempts, exc) from exc
+                if on_retry is not None:
+                    on_retry(f"{type(exc).__name__}: {exc}", delay)
             else:
                 if (delay := attempts.after_response(response)) is None:
                     return response
+                if on_retry is not None:
+                    on_retry(f"HTTP {response.status_code}", delay)
                 await response.aclose()
             await asyncio.sleep(delay)
 
@@ -358,10 +468,59 @@ class AsyncClient:
     async def delete_dataset(self, dataset_id: str) -> None:
         await self._json("DELETE", f"/v1/datasets/{dataset_id}")
 
-    async def submit(self, reference: str, candidate: str, embedding: str = "mel",
-                     metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None) -> JobView:
-        body = _job_body(reference, candidate, embedding, metrics, options)
-        return JobView.model_validate(await self._json("POST", "/v1/jobs", json=body))
+    async def submit(self, reference: DatasetRef, candidate: DatasetRef, embedding: str = "mel",
+                     metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
+                     run: str | None = None, step: int | None = None, tags: Sequence[str] | None = None,
+                     background: bool | None = None) -> JobView | AsyncSubmission:
+        """As :meth:`Client.submit`; a background submission is a task of the running loop (``await
+        handle.result()``), sent concurrently with the caller."""
+        _job_body("0", "0", embedding, metrics, options, run, step, tags)
+        if not (run is not None if background is None else background):
+            ref, cand = [await self._dataset_ref(d) for d in (reference, candidate)]
+            body = _job_body(ref, cand, embedding, metrics, options, run, step, tags)
+            return JobView.model_validate(await self._json("POST", "/v1/jobs", json=body))
+        self._raise_background()
+        handle = AsyncSubmission(run, step, lambda job_id, left: self.wait(job_id, timeout_s=left))
+        hook = log_retry(describe(run, step))
+
+        async def send() -> None:
+            try:
+                ref, cand = [await self._dataset_ref(d, hook) for d in (reference, candidate)]
+                body = _job_body(ref, cand, embedding, metrics, options, run, step, tags)
+                view = JobView.model_validate(await self._json("POST", "/v1/jobs", json=body,
+                                                               policy=self.background_retry, on_retry=hook))
+            except Exception as exc:  # never into the caller's loop: logged, kept on the handle
+                log.error("soundcheck: %s could not be submitted: %s", describe(run, step), exc)
+                self._failures.append(exc)
+                handle._settle(None, exc)
+            else:
+                handle._settle(view, None)
+
+        handle._task = task = asyncio.get_running_loop().create_task(send())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return handle
+
+    async def _dataset_ref(self, source: DatasetRef, on_retry: Callable[[str, float], None] | None = None) -> str:
+        path = _local(source)
+        if path is None:
+            return str(source)
+        paths = _Paths([path])
+        parts = await asyncio.to_thread(paths.__enter__)
+        try:
+            body = await self._json("POST", "/v1/datasets", files=parts, data=_upload_data([path], "reject", None),
+                                    idempotent=True, policy=self.background_retry if on_retry else None,
+                                    on_retry=on_retry)
+        finally:
+            paths.__exit__(None, None, None)
+        return DatasetView.model_validate(body).id
+
+    async def runs(self, limit: int = 100) -> list[RunSummary]:
+        return [RunSummary.model_validate(r) for r in await self._json("GET", "/v1/runs", params={"limit": limit})]
+
+    async def run(self, name: str) -> RunView:
+        """A run's series: every job sorted by step with each metric's value and interval."""
+        return RunView.model_validate(await self._json("GET", _runs_path(name)))
 
     async def job(self, job_id: str) -> JobView:
         return JobView.model_validate(await self._json("GET", f"/v1/jobs/{job_id}"))

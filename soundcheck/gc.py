@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from soundcheck import stats_lru
 from soundcheck.datastore import INCOMING_PREFIX, BlobRefs, BlobStore, ManifestStore, blob_shas
 from soundcheck.jobspec import JobView
-from soundcheck.jobstore import JOB_INDEX, JOB_KEY, RESULT_KEY, TERMINAL
+from soundcheck.jobstore import JOB_INDEX, JOB_KEY, RESULT_KEY, TERMINAL, JobStore
 from soundcheck.settings import Settings
 
 log = logging.getLogger("soundcheck.gc")
@@ -228,6 +228,7 @@ def collect_jobs(redis: Redis, settings: Settings, report: GcReport, now: float)
             pipe = redis.pipeline()
             pipe.delete(JOB_KEY.format(job_id), RESULT_KEY.format(job_id))
             pipe.zrem(JOB_INDEX, job_id)
+            JobStore.forget_in_run(pipe, redis, view.spec if view is not None else None, job_id)
             pipe.execute()
         report.jobs.add(size)
 

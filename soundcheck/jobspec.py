@@ -54,6 +54,14 @@ IS_SPLITS_MAX = 100
 FAD_PER_FILE_TOP_MAX = 1000
 #: scikit-learn's random_state (k-means, linear probe) accepts [0, 2**32 - 1]; numpy rejects negative seeds.
 SEED_MAX = 2**32 - 1
+#: A run name is part of a URL path (/v1/runs/{name}) and of a Redis key: letters, digits and "_.:-", no slash.
+RUN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+RUN_NAME_MAX = 100
+#: Steps are training steps or checkpoint numbers; bounded to what a float64 score (the Redis sorted set that
+#: orders a run) and a JavaScript number hold exactly.
+STEP_MAX = 2**53
+TAGS_MAX = 20
+TAG_MAX = 64
 #: Operator classifier names are file stems in <model_dir>/classifiers (soundcheck.embeddings.classifier).
 CLASSIFIER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -195,11 +203,28 @@ class JobCreate(_Strict):
         None, description="A published protocol in one word (GET /v1/presets): it fixes the models and the metric "
         "definitions, so leave out embedding and metrics; options.bootstrap, confidence and seed still apply "
         "where the preset does not fix them.")
+    run: str | None = Field(None, pattern=RUN_NAME, max_length=RUN_NAME_MAX,
+                            description="Training run this job belongs to (GET /v1/runs/{run}); needs `step`. "
+                            f"Letters, digits, '_', '.', ':', '-', at most {RUN_NAME_MAX} characters.")
+    step: Annotated[int, Field(strict=True, ge=0, le=STEP_MAX)] | None = Field(
+        None, description="Position of this job in its run (training step, checkpoint number): an integer >= 0.")
+    tags: list[Annotated[str, Field(min_length=1, max_length=TAG_MAX, pattern=r"^[^\x00-\x1f\x7f]+$")]] = Field(
+        default_factory=list, max_length=TAGS_MAX,
+        description=f"Free labels for people (at most {TAGS_MAX}, each 1-{TAG_MAX} printable characters).")
 
     @field_validator("metrics")
     @classmethod
     def _dedupe(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_by_embedding(cls, data: Any) -> Any:
+        """``"embedding": "preset:audioldm"`` asks for that preset (what the CLI's --embedding and the client pass)."""
+        if isinstance(data, dict) and data.get("preset") is None and str(data.get("embedding", "")).startswith(
+                "preset:"):
+            data = {**data, "preset": str(data["embedding"]).removeprefix("preset:")}
+        return data
 
     @model_validator(mode="after")
     def _preset_fixes_models(self) -> JobCreate:
@@ -217,6 +242,12 @@ class JobCreate(_Strict):
             raise ValueError(f"preset {self.preset!r} fixes the embedding models and the metrics: leave out "
                              "'embedding' and 'metrics' (GET /v1/presets lists what each preset computes)")
         self.embedding, self.metrics = embedding, metrics
+        return self
+
+    @model_validator(mode="after")
+    def _run_and_step(self) -> JobCreate:
+        if (self.run is None) != (self.step is None):
+            raise ValueError("run and step go together: give both (a job at step N of run R) or neither")
         return self
 
 
@@ -242,6 +273,47 @@ class JobView(BaseModel):
                           "the job was retried (the result's warnings or the error say why each one ended).")
     result: dict[str, Any] | None = None
     error: str | None = None
+
+
+class RunMetric(BaseModel):
+    """One metric of one job of a run: the value and its bootstrap interval (null where the metric has none)."""
+
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    confidence: float | None = Field(None, description="Level of the interval (options.confidence).")
+    error: str | None = Field(None, description="Why the metric was not computed in this job.")
+
+
+class RunPoint(BaseModel):
+    """One job of a run at its step. A step evaluated twice has two points (ordered by creation)."""
+
+    step: int
+    job_id: str
+    status: JobStatus
+    created_at: datetime | None = None
+    ended_at: datetime | None = None
+    tags: list[str] = Field(default_factory=list)
+    metrics: dict[str, RunMetric] = Field(default_factory=dict, description="By metric; a metric with several "
+                                          "scores (prdc) gives one entry per score: prdc.precision, ...")
+    error: str | None = None
+
+
+class RunSummary(BaseModel):
+    """A run in GET /v1/runs."""
+
+    name: str
+    steps: int = Field(description="Distinct steps with at least one job.")
+    last_step: int | None = None
+    updated_at: datetime | None = Field(None, description="When a job of the run was last submitted or ended.")
+
+
+class RunView(RunSummary):
+    """GET /v1/runs/{name}: every job of the run, sorted by step, with each metric's value and interval."""
+
+    metrics: list[str] = Field(default_factory=list, description="Series present in the points, in first-seen "
+                               "order: one chart each.")
+    points: list[RunPoint] = Field(default_factory=list)
 
 
 class FileEntry(BaseModel):

@@ -17,7 +17,8 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from soundcheck.jobspec import JobCreate, JobView, Progress
+from soundcheck.jobspec import JobCreate, JobView, Progress, RunSummary, RunView
+from soundcheck.runs import build_run
 
 JOB_KEY = "sc:job:{}"
 RESULT_KEY = "sc:result:{}"
@@ -32,6 +33,12 @@ WORKER_MODELS_FIELD = "soundcheck"
 #: Set by DELETE /v1/jobs/{id}; a running job's cancel watch polls it.
 CANCEL_KEY = "sc:cancel:{}"
 CANCELED = "canceled on request"
+#: Runs (a job's ``spec.run``/``spec.step``): the job ids of a run scored by step; the distinct steps of a run
+#: (member and score the step, so ZCARD counts steps); every run scored by its last update (a job submitted or
+#: ended). Prefixes differ ("runjobs", "runsteps") because a run name may contain ':'.
+RUN_JOBS_KEY = "sc:runjobs:{}"
+RUN_STEPS_KEY = "sc:runsteps:{}"
+RUN_INDEX = "sc:runs"
 #: One worker at a time runs a maintenance task (per queue, or "jobs"); the key expires, it is never released.
 MAINTENANCE_KEY = "sc:maintenance:{}"
 
@@ -98,6 +105,10 @@ class JobStore:
         pipe.set(JOB_KEY.format(job_id), view.model_dump_json(exclude={"result"}, by_alias=True))
         pipe.zadd(JOB_INDEX, {job_id: view.created_at.timestamp()})  # type: ignore[union-attr]
         pipe.sadd(OPEN_JOBS, job_id)
+        if spec.run is not None and spec.step is not None:  # in the same MULTI: a run never lists a lost job
+            pipe.zadd(RUN_JOBS_KEY.format(spec.run), {job_id: spec.step})
+            pipe.zadd(RUN_STEPS_KEY.format(spec.run), {str(spec.step): spec.step})
+            pipe.zadd(RUN_INDEX, {spec.run: view.created_at.timestamp()})  # type: ignore[union-attr]
         if pipeline is None:
             pipe.execute()
         return view
@@ -164,6 +175,8 @@ class JobStore:
                     pipe.set(key, new.model_dump_json(exclude={"result"}, by_alias=True))
                     if new.status in TERMINAL:
                         pipe.srem(OPEN_JOBS, job_id)
+                        if new.spec is not None and new.spec.run is not None:  # the run's last update
+                            pipe.zadd(RUN_INDEX, {new.spec.run: _now().timestamp()})
                     pipe.execute()
                     return new
                 except WatchError:
@@ -219,3 +232,64 @@ class JobStore:
 
     def open_ids(self) -> list[str]:
         return [_text(i) for i in self.redis.smembers(OPEN_JOBS)]
+
+    def runs(self, limit: int = 100) -> list[RunSummary]:
+        """Runs, most recently updated first: two round trips whatever ``limit`` is."""
+        named = self.redis.zrevrange(RUN_INDEX, 0, limit - 1, withscores=True)
+        pipe = self.redis.pipeline(transaction=False)
+        for name, _ in named:
+            pipe.zcard(RUN_STEPS_KEY.format(_text(name)))
+            pipe.zrange(RUN_STEPS_KEY.format(_text(name)), -1, -1, withscores=True)
+        answers = pipe.execute()
+        return [RunSummary(name=_text(name), steps=count, last_step=int(last[0][1]) if last else None,
+                           updated_at=datetime.fromtimestamp(score, UTC))
+                for (name, score), count, last in zip(named, answers[::2], answers[1::2], strict=True)]
+
+    @staticmethod
+    def forget_in_run(pipe: Pipeline, redis: Redis, spec: JobCreate | None, job_id: str) -> None:
+        """Queue on ``pipe`` the removal of a deleted job from its run: its step goes when no other job of the
+        run has it, the run when it has no job left (gc removes expired jobs; the run must not count them)."""
+        if spec is None or spec.run is None or spec.step is None:
+            return
+        key = RUN_JOBS_KEY.format(spec.run)
+        others = [_text(i) for i in redis.zrangebyscore(key, spec.step, spec.step)]
+        pipe.zrem(key, job_id)
+        if not set(others) - {job_id}:
+            pipe.zrem(RUN_STEPS_KEY.format(spec.run), str(spec.step))
+        if redis.zcard(key) - (redis.zscore(key, job_id) is not None) == 0:  # it was the run's last job
+            pipe.delete(key, RUN_STEPS_KEY.format(spec.run))
+            pipe.zrem(RUN_INDEX, spec.run)
+
+    def run_first_spec(self, name: str) -> JobCreate | None:
+        """The request of the run's earliest job still stored (what a new job of the run must agree with)."""
+        for job_id in self.redis.zrange(RUN_JOBS_KEY.format(name), 0, 9):
+            view = self.get(_text(job_id), with_result=False)
+            if view is not None and view.spec is not None:
+                return view.spec
+        return None
+
+    def run(self, name: str) -> RunView | None:
+        """Every job of a run with its result summarised (None: no such run); jobs removed by gc are left out.
+        Three round trips; the results are read whole, so a run of very many steps costs their size."""
+        score = self.redis.zscore(RUN_INDEX, name)
+        if score is None:
+            return None
+        members = [(_text(i), int(step)) for i, step in self.redis.zrange(RUN_JOBS_KEY.format(name), 0, -1,
+                                                                        withscores=True)]
+        keys = [k for job_id, _ in members for k in (JOB_KEY.format(job_id), RESULT_KEY.format(job_id))]
+        raws = self.redis.mget(keys) if keys else []
+        views: list[tuple[JobView, int]] = []
+        for (job_id, step), raw, result in zip(members, raws[::2], raws[1::2], strict=True):
+            if raw is None:
+                continue
+            view = read_record(job_id, raw)
+            if view.status == "finished":
+                try:
+                    view.result = json.loads(result) if result else None
+                except (ValueError, UnicodeDecodeError):
+                    view = view.model_copy(update={"status": "failed", "error": "the stored result cannot be read"})
+            views.append((view, step))
+        steps = sorted({step for _, step in members})
+        summary = RunSummary(name=name, steps=len(steps), last_step=steps[-1] if steps else None,
+                             updated_at=datetime.fromtimestamp(score, UTC))
+        return build_run(summary, views)

@@ -4,6 +4,7 @@ import {api, ApiError, getToken, setToken, uploadDataset} from "./api.js";
 import {fmt, fmtBytes, fmtDuration, fmtTime, h, progressBar, setChildren, shortId, statusBadge} from "./dom.js";
 import {showJob} from "./job.js";
 import {loadMetricInfo, metricNames, title as metricTitle} from "./metrics.js";
+import {showRun, showRuns} from "./runs.js";
 import {datasetName, rememberDatasetName} from "./names.js";
 
 const $ = (id) => document.getElementById(id);
@@ -268,6 +269,8 @@ async function onSubmitJob(ev) {
     reference: $("job-reference").value, candidate: $("job-candidate").value, embedding: $("job-embedding").value,
     metrics, options,
   };
+  const run = $("job-run").value.trim();  // issue 11: the job joins a run at a step (#/runs/<run>)
+  if (run) Object.assign(spec, {run, step: Number($("job-step").value || 0)});
   if (!spec.reference || !spec.candidate) {
     showError(errorEl, new Error("choose a reference and a candidate dataset"));
     return;
@@ -341,12 +344,17 @@ function route() {
   if (state.stopJobView) state.stopJobView();
   state.stopJobView = null;
   const match = location.hash.match(/^#\/jobs\/([^/?#]+)/);
-  $("view-home").hidden = Boolean(match);
+  const runs = location.hash.match(/^#\/runs(?:\/([^/?#]+))?\/?$/);  // issue 11: runs list and run page
+  $("view-home").hidden = Boolean(match || runs);
   $("view-job").hidden = !match;
-  document.body.dataset.view = match ? "job" : "home";
+  $("view-runs").hidden = !runs;
+  document.body.dataset.view = match ? "job" : runs ? (runs[1] ? "run" : "runs") : "home";
   if (match) {
     clearTimeout(state.jobsTimer);
     state.stopJobView = showJob($("view-job"), decodeURIComponent(match[1]));
+  } else if (runs) {
+    clearTimeout(state.jobsTimer);
+    state.stopJobView = runs[1] ? showRun($("view-runs"), decodeURIComponent(runs[1])) : showRuns($("view-runs"));
   } else {
     document.title = "soundcheck";
     refreshJobs();

@@ -275,3 +275,69 @@ export function whiskerPlot({rows, title, shared = false, width = 640, testid = 
   });
   return svg;
 }
+
+/**
+ * A metric over training steps: a line through the values, the interval as a shaded band, one point per job.
+ * points: [{x, y, low?, high?, id, tooltip?, label?}] sorted by x. Hovering a point writes its `label` in the
+ * chart's readout (and a native tooltip); clicking (or Enter on) a point calls onPoint(point).
+ */
+export function lineBandChart({points, title, xLabel = "step", yLabel = "", onPoint = null, width = 640,
+  height = 260, testid = "line-band-chart"}) {
+  const m = {top: 30, right: 20, bottom: 50, left: 64};
+  const svg = frame(width, height, title, testid);
+  const finite = (v) => typeof v === "number" && Number.isFinite(v);
+  const shown = points.filter((p) => finite(p.y));
+  const xs = shown.map((p) => p.x);
+  const ys = shown.flatMap((p) => [p.y, p.low, p.high].filter(finite));
+  if (!shown.length) {
+    svg.append(s("text", {x: width / 2, y: height / 2, "text-anchor": "middle", class: "axis-label",
+      text: "no finished job yet"}));
+    return svg;
+  }
+  const [x0, x1] = niceDomain(Math.min(...xs), Math.max(...xs));
+  const [y0, y1] = niceDomain(Math.min(...ys), Math.max(...ys));
+  const x = linear([x0, x1], [m.left, width - m.right]);
+  const y = linear([y0, y1], [height - m.bottom, m.top]);
+  yAxis(svg, y, niceTicks(y0, y1), m.left, width - m.right, yLabel);
+  xAxis(svg, x, niceTicks(x0, x1), height - m.bottom, m.top, xLabel, width);
+  // The band: one polygon per run of consecutive points that have an interval (a gap breaks it).
+  let runOf = [];
+  const bands = [];
+  for (const p of [...shown, null]) {
+    if (p && finite(p.low) && finite(p.high)) {
+      runOf.push(p);
+      continue;
+    }
+    if (runOf.length) bands.push(runOf);
+    runOf = [];
+  }
+  for (const band of bands) {
+    const upper = band.map((p) => `${x(p.x)},${y(p.high)}`);
+    const lower = band.slice().reverse().map((p) => `${x(p.x)},${y(p.low)}`);
+    const d = band.length === 1
+      ? `M${x(band[0].x) - 3},${y(band[0].high)}h6V${y(band[0].low)}h-6z`  // a lone interval: a thin bar
+      : `M${upper.join("L")}L${lower.join("L")}z`;
+    svg.append(s("path", {d, class: "interval-band", "data-testid": "interval-band"}));
+  }
+  svg.append(s("path", {d: `M${shown.map((p) => `${x(p.x)},${y(p.y)}`).join("L")}`, class: "series-line",
+    "data-testid": "series-line"}));
+  const readout = s("text", {x: width - m.right, y: 16, "text-anchor": "end", class: "readout",
+    "data-testid": "chart-readout", text: ""});
+  for (const p of shown) {
+    const label = p.label || `${xLabel} ${p.x}: ${fmt(p.y)}` +
+      (finite(p.low) && finite(p.high) ? ` [${fmt(p.low)}, ${fmt(p.high)}]` : "");
+    const c = s("circle", {cx: x(p.x), cy: y(p.y), r: 5, class: "point run-point", tabindex: 0, role: "link",
+      "aria-label": label, "data-testid": "run-point", "data-job-id": p.id, "data-step": p.x},
+    tooltip(p.tooltip || label));
+    c.addEventListener("mouseenter", () => { readout.textContent = label; });
+    c.addEventListener("focus", () => { readout.textContent = label; });
+    c.addEventListener("mouseleave", () => { readout.textContent = ""; });
+    if (onPoint) {
+      c.addEventListener("click", () => onPoint(p));
+      c.addEventListener("keydown", (ev) => { if (ev.key === "Enter") onPoint(p); });
+    }
+    svg.append(c);
+  }
+  svg.append(readout);
+  return svg;
+}

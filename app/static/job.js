@@ -87,7 +87,9 @@ function renderJob(job) {
       meta("Reference", datasetRef(spec.reference)), meta("Candidate", datasetRef(spec.candidate)),
       meta("Created", fmtTime(job.created_at)), meta("Started", fmtTime(job.started_at)),
       meta("Ended", fmtTime(job.ended_at)), meta("Run time", duration === null ? "—" : fmtDuration(duration)),
-      meta("Worker", job.worker || "—")),
+      meta("Worker", job.worker || "—"),
+      spec.run ? meta("Run", h("a", {href: `#/runs/${encodeURIComponent(spec.run)}`, dataset: {testid: "job-run"}},
+        `${spec.run} · step ${spec.step}`)) : null),
     statusBlock(job),
   ];
   if (job.status === "failed") {

@@ -45,9 +45,9 @@ def api_env(root: Path, redis_url: str, **settings: object) -> dict[str, str]:
 
 @contextmanager
 def live_api(root: Path, redis_url: str, host: str = "127.0.0.1", factory: str = "app.main:app_factory",
-             **settings: object) -> Iterator[Live]:
-    """uvicorn --factory <factory> on a free port; stopped (and reaped) on exit."""
-    port = free_port()
+             port: int | None = None, **settings: object) -> Iterator[Live]:
+    """uvicorn --factory <factory> on ``port`` (default: a free one); stopped (and reaped) on exit."""
+    port = port or free_port()
     env = api_env(root, redis_url, **settings)
     log = root / f"uvicorn-{port}.log"
     with open(log, "wb") as out:

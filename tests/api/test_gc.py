@@ -157,6 +157,23 @@ def test_expired_job_records_are_removed_and_others_kept(api_settings: Settings,
     assert {j.id for j in store.list()} == {"recent-finished", "old-queued"}
 
 
+def test_expired_jobs_leave_their_run_and_an_emptied_run_goes(api_settings: Settings, redis_db: Redis) -> None:
+    store = JobStore(redis_db)
+
+    def spec(run: str, step: int) -> JobCreate:
+        return JobCreate(reference="a" * 64, candidate="b" * 64, run=run, step=step)
+
+    _job(store, "r-old-0", spec("r", 0), 40, "finished")
+    _job(store, "r-old-1", spec("r", 1), 40, "finished")
+    _job(store, "r-new-1", spec("r", 1), 1, "finished")  # step 1 keeps a job
+    _job(store, "r-new-2", spec("r", 2), 1, "finished")
+    _job(store, "gone-0", spec("gone", 0), 40, "failed")
+    assert run_gc(api_settings, redis_db).jobs.count == 3
+    assert [(r.name, r.steps, r.last_step) for r in store.runs()] == [("r", 2, 2)]
+    assert [p.job_id for p in store.run("r").points] == ["r-new-1", "r-new-2"]
+    assert store.run("gone") is None
+
+
 def test_stats_cache_evicts_the_least_recently_used_beyond_the_bound(redis_db: Redis) -> None:
     cache = StatsCache(redis_db)
     cache.max_bytes = 2500
