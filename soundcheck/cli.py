@@ -102,7 +102,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with service_for(args) as client:
         ref = _dataset_id(client, args.reference, "reference")
         cand = _dataset_id(client, args.candidate, "candidate")
-        job = client.submit(ref, cand, args.embedding, args.metrics.split(","), options)
+        metrics = None if args.embedding.startswith("preset:") and args.metrics is None else (
+            args.metrics or args.default_metrics).split(",")
+        job = client.submit(ref, cand, args.embedding, metrics, options)
         console.print(f"job {job.id} queued")
         return _print_result(_wait_with_progress(client, job), args)
 
@@ -263,8 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "FAD, FAD-inf fit) to DIR (needs matplotlib: the plots extra)")
 
     def eval_args(p: argparse.ArgumentParser, metrics: str) -> None:
-        p.add_argument("--embedding", default="mel", help="embedding model id (soundcheck models list)")
-        p.add_argument("--metrics", default=metrics, help=f"comma-separated, of: {', '.join(METRIC_NAMES)}")
+        p.add_argument("--embedding", default="mel", help="embedding model id (soundcheck models list), or "
+                       "preset:NAME for a published protocol (audioldm, stable-audio, fadtk: it fixes the metrics)")
+        p.add_argument("--metrics", default=None, help=f"comma-separated, of: {', '.join(METRIC_NAMES)} "
+                       f"(default: {metrics})")
+        p.set_defaults(default_metrics=metrics)
         p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (default 100, 0 = off)")
         p.add_argument("--options", default=None, help='JSON metric options, e.g. \'{"kad": {"bandwidth": 2}}\'')
         p.add_argument("--json", action="store_true", help="print the whole job as JSON (= --format json)")
