@@ -129,6 +129,16 @@ class IsOptions(_Strict):
                         description="Splits of the candidate files (needs at least this many candidate files).")
 
 
+class KlOptions(_Strict):
+    definition: Literal["soundcheck", "stable-audio-metrics", "audiocraft"] = Field(
+        "soundcheck", description="Which published KL: 'soundcheck' (AudioLDM's: each file's frame probabilities "
+        "renormalised and averaged, KL(reference || candidate + 1e-6)); 'stable-audio-metrics' (passt_kld: per file "
+        "the softmax of the mean window logits, KL(candidate || reference + 1e-6); use passt-stable-audio); "
+        "'audiocraft' (PasstKLDivergenceMetric: softmax per 10 s segment, segments paired in order, "
+        "KL(reference || candidate + 1e-6) averaged over segments; use passt-audiocraft). The last two need "
+        "class outputs that are a softmax per window (the passt models).")
+
+
 class McdOptions(_Strict):
     alignment: Literal["plain", "dtw"] = Field(
         "plain", description="How frames are paired: 'plain' (frame t with frame t, both files trimmed to the "
@@ -151,6 +161,7 @@ class MetricOptions(_Strict):
     prdc: PrdcOptions = PrdcOptions()
     accuracy: AccuracyOptions = AccuracyOptions()
     is_: IsOptions = Field(IsOptions(), alias="is")
+    kl: KlOptions = KlOptions()
     mcd: McdOptions = McdOptions()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
