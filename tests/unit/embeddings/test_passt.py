@@ -190,3 +190,52 @@ def test_missing_weights_say_which_file_goes_where(tmp_path: Path) -> None:
     status = registry.availability("passt", tmp_path)
     assert not status.available
     assert str(tmp_path / "passt-s-f128-p16-s10-ap.476-swa.pt") in status.reason
+
+
+@pytest.mark.slow
+def test_stable_audio_kl_job_through_a_real_worker(passt_reference, tmp_path_factory) -> None:
+    """The normal path end to end: the checkpoint in the model dir by its official name, preloaded by a real
+    worker, a KL job (definition stable-audio-metrics) over HTTP; the value equals stable-audio-metrics' recipe
+    (reference model, ``F.kl_div((ref + 1e-6).log(), eval, reduction="sum")``, mean over pairs) on the same files."""
+    import soundfile as sf
+    import torch.nn.functional as F
+
+    from soundcheck import audio
+    from soundcheck.client import Client
+    from soundcheck.serve import Service
+    from tests.conftest import free_port, make_settings
+
+    ref, _ = passt_reference
+    logits_ref = PasstBasicWrapper(mel=ref.mel, net=ref.net, mode="logits").eval()
+    root = tmp_path_factory.mktemp("passt_service")
+    settings = make_settings(f"redis://127.0.0.1:{free_port()}/0", root, preload=["mel", "passt-stable-audio"])
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(ref.net.state_dict(), settings.models_dir / registry.PASST_WEIGHTS.name)
+    sets = []
+    for name, base in (("ref", 0), ("cand", 10)):
+        folder = root / name
+        folder.mkdir()
+        for i in range(2):
+            sf.write(folder / f"{i}.wav", 0.5 * sound(1.0 + 0.2 * i, seed=base + i), SR32)
+        sets.append(folder)
+    dists = [[stable_audio_recipe(logits_ref, audio.load_mono(p, SR32)) for p in sorted(d.glob("*.wav"))]
+             for d in sets]
+    expected = np.mean([float(F.kl_div((torch.from_numpy(r) + 1e-6).log(), torch.from_numpy(c), reduction="sum"))
+                        for r, c in zip(*dists, strict=True)])
+    svc = Service(settings)
+    try:
+        svc.start(n_workers=1, quiet=True)
+        with Client(svc.url) as client:
+            r_set, c_set = client.upload(sets[0]), client.upload(sets[1])
+            job = client.submit(r_set.id, c_set.id, "passt-stable-audio", ["kl"],
+                                options={"bootstrap": 0, "kl": {"definition": "stable-audio-metrics"}})
+            done = client.wait(job.id, poll_s=0.2, timeout_s=300)
+    finally:
+        svc.stop()
+    assert done.status == "finished", done.error
+    kl = done.result["metrics"]["kl"]
+    assert kl["definition"] == "stable-audio-metrics" and kl["n_pairs"] == 2
+    assert kl["value"] == pytest.approx(expected, rel=1e-4)
+    prov = done.result["provenance"]["embedding"]
+    assert prov["model"] == "passt-stable-audio" and prov["frontend"]["framing"] == "stable-audio"
+    assert prov["weights"][0]["name"] == "passt-s-f128-p16-s10-ap.476-swa.pt"
