@@ -280,7 +280,8 @@ METRIC_INFO: dict[str, dict[str, str | None]] = {
     "is": {"title": "Inception Score over AudioSet classes", "needs": "class probabilities", "better": "higher",
            "reference": "Salimans et al. 2016; PANNs CNN14 as classifier"},
     "kl": {"title": "Paired KL of class probabilities", "needs": "class probabilities + paired files",
-           "better": "lower", "reference": "AudioLDM evaluation (Liu et al. 2023)"},
+           "better": "lower", "reference": "AudioLDM evaluation (Liu et al. 2023); options.kl.definition selects "
+           "stable-audio-metrics' or audiocraft's PaSST KL"},
     "snr": {"title": "Signal-to-noise ratio (dB)", "needs": "paired files", "better": "higher", "reference": None},
     "si_sdr": {"title": "Scale-invariant SDR (dB)", "needs": "paired files", "better": "higher",
                "reference": "Le Roux et al., ICASSP 2019"},
