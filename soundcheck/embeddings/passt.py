@@ -228,6 +228,10 @@ def strip_checkpoint(state: dict) -> dict[str, torch.Tensor]:
     return state
 
 
+#: Loaded networks by (file path, sha256, device); read-only at inference, so the passt ids can share one.
+_NETWORKS: dict[tuple[str, str, str], PasstNetwork] = {}
+
+
 class PasstEmbedding(EmbeddingModel):
     """PaSST-S AudioSet: 768-d embedding and softmax over 527 classes per window (see module doc)."""
 
@@ -242,9 +246,12 @@ class PasstEmbedding(EmbeddingModel):
         self.chunk = CHUNK_CUDA if self.torch_device.type == "cuda" else CHUNK_CPU
         found = find_weight(self.model_dir, PASST_WEIGHTS)
         self.weights = [found]
-        self.network = PasstNetwork()
-        self.network.load_state_dict(strip_checkpoint(load_weight_file(Path(found.path))), strict=True)
-        self.network.to(self.torch_device).eval()
+        key = (found.path, found.sha256 or "", str(self.torch_device))
+        if key not in _NETWORKS:  # the three framings share one checkpoint: one network in memory (~350 MB)
+            network = PasstNetwork()
+            network.load_state_dict(strip_checkpoint(load_weight_file(Path(found.path))), strict=True)
+            _NETWORKS[key] = network.to(self.torch_device).eval()
+        self.network = _NETWORKS[key]
         self.mel_basis = torch.from_numpy(kaldi_mel_banks()).to(self.torch_device)
 
     @property

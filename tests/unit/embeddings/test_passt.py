@@ -239,3 +239,8 @@ def test_stable_audio_kl_job_through_a_real_worker(passt_reference, tmp_path_fac
     prov = done.result["provenance"]["embedding"]
     assert prov["model"] == "passt-stable-audio" and prov["frontend"]["framing"] == "stable-audio"
     assert prov["weights"][0]["name"] == "passt-s-f128-p16-s10-ap.476-swa.pt"
+
+
+def test_the_three_framings_share_one_network(passt_loaded) -> None:
+    nets = {id(passt_loaded[m].network) for m in IDS}
+    assert len(nets) == 1
