@@ -1,6 +1,7 @@
 """PaSST and EnCodec 24 kHz on CPU: ours vs hear21passt 0.0.26 and encodec 0.1.1 on the same waveforms, same run.
 
-    .venv/bin/python benchmarks/bench_passt_encodec.py [--files 2] [--seconds 10] [--repeats 3] [--threads 2] [--smoke]
+    .venv/bin/python benchmarks/bench_passt_encodec.py [--files 2] [--seconds 10] [--repeats 3] [--threads 2]
+        [--models passt,encodec] [--smoke]
 
 No weights are downloaded: each reference is built with random weights (``get_model(..., pretrained=False)``,
 ``encodec_model_24khz(pretrained=False)``; speed does not depend on the values), saved under the official file
@@ -120,6 +121,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per file (PaSST: at most 10 s, one window)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--models", default="passt,encodec", help="comma-separated: passt, encodec")
     parser.add_argument("--smoke", action="store_true", help="one 1 s file, 1 repeat")
     args = parser.parse_args()
     if args.smoke:
@@ -129,8 +131,10 @@ def main() -> int:
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads; "
           f"{args.files} file(s) x {args.seconds} s, {args.repeats} repeats")
     with tempfile.TemporaryDirectory() as tmp:
-        bench_passt(Path(tmp), waves(args.files, min(args.seconds, 10.0), 32000), args.repeats)
-        bench_encodec(Path(tmp), waves(args.files, args.seconds, 24000), args.repeats)
+        if "passt" in args.models:
+            bench_passt(Path(tmp), waves(args.files, min(args.seconds, 10.0), 32000), args.repeats)
+        if "encodec" in args.models:
+            bench_encodec(Path(tmp), waves(args.files, args.seconds, 24000), args.repeats)
     return 0
 
 
