@@ -20,7 +20,16 @@ from soundcheck.metrics import diagnostics as diag
 from soundcheck.metrics import signal as sig
 from soundcheck.metrics.bootstrap import interval_from_replicates, percentile_interval, resample_weights
 from soundcheck.metrics.class_scores import ClassScoreError, file_distributions, kl_divergence, shuffle_order
-from soundcheck.metrics.classifier import KL_EPS, classification_accuracy, inception_score, linear_probe, paired_kl
+from soundcheck.metrics.classifier import (
+    KL_EPS,
+    classification_accuracy,
+    distribution_from_window_softmax,
+    inception_score,
+    kl_audiocraft,
+    kl_stable_audio,
+    linear_probe,
+    paired_kl,
+)
 from soundcheck.metrics.coverage import NdbBins, PrdcReference, PrdcTerms, nearest_files
 from soundcheck.metrics.frechet import FileGaussians, FrechetReference, GaussianStats, fad_inf, fad_per_file
 from soundcheck.metrics.kernel import DEFAULT_BLOCK, KernelReference, KernelTerms, backend_for
@@ -460,6 +469,10 @@ def _kl(ctx: _Context) -> dict:
     pairs = [(ref[f.name], f) for f in ctx.candidate if f.name in ref]
     if not pairs:
         raise MetricInputError("kl pairs files by name, and no candidate file has the name of a reference file")
+    counts = {"n_pairs": len(pairs), "unpaired_reference": len(ctx.reference) - len(pairs),
+              "unpaired_candidate": len(ctx.candidate) - len(pairs), "eps": KL_EPS}
+    if opts.definition != "soundcheck":
+        return {**_kl_published(pairs, opts.definition), **counts}
     p_ref = _file_probs([r for r, _ in pairs], "reference", "kl", ctx.class_scores, opts.activation, opts.pooling)
     p_cand = _file_probs([c for _, c in pairs], "candidate", "kl", ctx.class_scores, opts.activation, opts.pooling)
     if opts.activation == "model":
@@ -469,11 +482,35 @@ def _kl(ctx: _Context) -> dict:
         value = kl_divergence(first, second, KL_EPS)
     direction = ("KL(p_reference || p_candidate + eps)" if opts.direction == "reference_candidate"
                  else "KL(p_candidate || p_reference + eps)")
-    return {"value": value, "interval": None, "n_pairs": len(pairs),
-            "unpaired_reference": len(ctx.reference) - len(pairs),
-            "unpaired_candidate": len(ctx.candidate) - len(pairs),
-            "eps": KL_EPS, "direction": f"{direction}, mean over pairs", "activation": opts.activation,
-            "pooling": opts.pooling}
+    return {"value": value, "interval": None, **counts, "definition": "soundcheck",
+            "direction": f"{direction}, mean over pairs", "activation": opts.activation, "pooling": opts.pooling}
+
+
+def _kl_published(pairs: list[tuple[FileEmbedding, FileEmbedding]], definition: str) -> dict:
+    """stable-audio-metrics' or audiocraft's PaSST KL, on class outputs that are a softmax per window."""
+    for ref, cand in pairs:
+        for f in (ref, cand):
+            if f.probs is None:
+                raise MetricInputError(f"kl ({definition}) needs class outputs of {f.name!r}: use a passt model")
+            if not np.allclose(np.atleast_2d(f.probs).sum(axis=1), 1.0, atol=1e-3):
+                raise MetricInputError(f"kl ({definition}) needs a softmax per window (the passt models); the class "
+                                       f"outputs of {f.name!r} do not sum to 1")
+    if definition == "stable-audio-metrics":
+        p_ref = np.stack([distribution_from_window_softmax(r.probs) for r, _ in pairs])
+        p_cand = np.stack([distribution_from_window_softmax(c.probs) for _, c in pairs])
+        return {"value": kl_stable_audio(p_ref, p_cand), "interval": None, "definition": definition,
+                "activation": "softmax", "aggregation": "per file: softmax of the mean of its windows' logits",
+                "direction": "KL(p_candidate || p_reference + eps), mean over pairs (F.kl_div((p_ref + eps).log(), "
+                "p_cand, reduction='sum'))"}
+    short = [c.name for r, c in pairs if len(np.atleast_2d(r.probs)) != len(np.atleast_2d(c.probs))]
+    if short:
+        raise MetricInputError(f"kl (audiocraft) pairs 10 s segments in order, and {len(short)} pairs have different "
+                               f"segment counts (e.g. {short[0]!r}): audiocraft compares files of equal length")
+    res = kl_audiocraft([r.probs for r, _ in pairs], [c.probs for _, c in pairs])
+    return {"value": res["kld"], "interval": None, **res, "definition": definition, "activation": "softmax",
+            "n_segment_pairs": int(sum(len(np.atleast_2d(r.probs)) for r, _ in pairs)),
+            "aggregation": "per 10 s segment (segments paired in order), mean over all segment pairs",
+            "direction": "kld = KL(p_reference || p_candidate + eps); kld_qp the reverse"}
 
 
 _EMBEDDING_METRICS: dict[str, Callable[[_Context], dict]] = {

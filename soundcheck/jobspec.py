@@ -161,6 +161,21 @@ class KlOptions(_Strict):
     direction: Literal["reference_candidate", "candidate_reference"] = Field(
         "reference_candidate", description="'reference_candidate': KL(p_ref || p_cand + eps), as audioldm_eval "
         "and AudioGen; 'candidate_reference': KL(p_cand || p_ref + eps), as stable-audio-metrics' passt_kld.")
+    definition: Literal["soundcheck", "stable-audio-metrics", "audiocraft"] = Field(
+        "soundcheck", description="Which published KL: 'soundcheck' (AudioLDM's: each file's frame probabilities "
+        "renormalised and averaged, KL(reference || candidate + 1e-6)); 'stable-audio-metrics' (passt_kld: per file "
+        "the softmax of the mean window logits, KL(candidate || reference + 1e-6); use passt-stable-audio); "
+        "'audiocraft' (PasstKLDivergenceMetric: softmax per 10 s segment, segments paired in order, "
+        "KL(reference || candidate + 1e-6) averaged over segments; use passt-audiocraft). The last two need "
+        "class outputs that are a softmax per window (the passt models).")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> KlOptions:
+        if self.definition != "soundcheck" and (self.activation, self.pooling, self.direction) != (
+                "model", "mean_probabilities", "reference_candidate"):
+            raise ValueError("kl.definition names a whole published KL (activation, pooling and direction "
+                             "included): leave kl.activation, kl.pooling and kl.direction at their defaults with it")
+        return self
 
 
 class McdOptions(_Strict):
@@ -390,7 +405,8 @@ METRIC_INFO: dict[str, dict[str, str | None]] = {
     "is": {"title": "Inception Score over AudioSet classes", "needs": "class probabilities", "better": "higher",
            "reference": "Salimans et al. 2016; PANNs CNN14 as classifier"},
     "kl": {"title": "Paired KL of class probabilities", "needs": "class probabilities + paired files",
-           "better": "lower", "reference": "AudioLDM evaluation (Liu et al. 2023)"},
+           "better": "lower", "reference": "AudioLDM evaluation (Liu et al. 2023); options.kl.definition selects "
+           "stable-audio-metrics' or audiocraft's PaSST KL"},
     "snr": {"title": "Signal-to-noise ratio (dB)", "needs": "paired files", "better": "higher", "reference": None},
     "si_sdr": {"title": "Scale-invariant SDR (dB)", "needs": "paired files", "better": "higher",
                "reference": "Le Roux et al., ICASSP 2019"},

@@ -90,16 +90,16 @@ PRESETS: dict[str, Preset] = {
         metrics=[
             PresetMetric(label="fd_openl3", title="FD (OpenL3)", metric="fad",
                          embedding="openl3-mel256-music-512-stable-audio"),
-            PresetMetric(label="kl_passt", title="KL (PaSST)", metric="kl", embedding="passt",
-                         options={"kl": {"activation": "softmax", "pooling": "mean_logits",
-                                         "direction": "candidate_reference"}}),
+            PresetMetric(label="kl_passt", title="KL (PaSST)", metric="kl", embedding="passt-stable-audio",
+                         options={"kl": {"definition": "stable-audio-metrics"}}),
             PresetMetric(label="clap_score", title="CLAP score", metric="clap_score",
                          embedding="clap-laion-audio-fusion"),
         ],
         choices={
             "FD model": "OpenL3 mel256 music 512, 48 kHz, stereo as [L | R] (1024-d), 1 s windows, hop 0.5 s, "
                         "peak-normalised to -1 dBFS",
-            "KL model": "PaSST passt_s_swa_p16_128_ap476, 32 kHz, 10 s windows every 5 s",
+            "KL model": "PaSST passt_s_swa_p16_128_ap476, 32 kHz, peak-normalised to -1 dBFS, 10 s windows every "
+                        "5 s (passt-stable-audio)",
             "KL": "softmax of the mean window logits; KL(p_cand || p_ref + 1e-6), mean over files paired by name",
             "resampler": "soxr HQ, as librosa.load's default (res_type soxr_hq) in stable-audio-metrics",
             "CLAP score": "LAION-CLAP 630k-audioset-fusion-best.pt; cosine between each file's audio embedding "
@@ -112,9 +112,7 @@ PRESETS: dict[str, Preset] = {
             "FD on OpenL3: stereo [L | R] with hop 0.5 s (soundcheck's openl3 ids: channels averaged, hop 0.1 s)",
         ],
         not_reproduced=[
-            "channels for PaSST and CLAP: soundcheck averages channels, as librosa.load(mono=True) does; the peak "
-            "normalisation to -1 dBFS that passt_kld and clap_score apply is part of the model variant only where "
-            "its description says so",
+            "channels for PaSST and CLAP: soundcheck averages channels, as librosa.load(mono=True) does",
         ],
     ),
     "fadtk": Preset(

@@ -101,6 +101,9 @@ class EmbeddingModel(ABC):
 
     spec: ModelSpec
     frontend_version: str = "1"
+    #: The model sees each file whole, in one pass (a recurrent encoder): the Batcher calls :meth:`embed_whole`
+    #: instead of cutting the file into rows, so there is nothing to batch and nothing that depends on a batch.
+    whole_file: bool = False
     #: Every forward pass has exactly ``batch_rows`` rows (zero-padded): needed where kernels depend on shape.
     pads_batches: bool = False
 
@@ -129,6 +132,10 @@ class EmbeddingModel(ABC):
     @abstractmethod
     def forward(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Run one batch of inputs as given; return embeddings ``[b, dim]`` and probabilities ``[b, c]`` or None."""
+
+    def embed_whole(self, wave: np.ndarray) -> Embedded:
+        """Frames of one whole file, for models with :attr:`whole_file`."""
+        raise NotImplementedError(f"{type(self).__name__} embeds rows, not whole files")
 
     def input_groups(self, inputs: np.ndarray) -> np.ndarray | None:
         """A key per input row; only rows with the same key share a forward pass (None: all rows may)."""
@@ -245,6 +252,12 @@ class Batcher:
             self.order.append((tag, item))
             return
         started = time.perf_counter()
+        if self.model.whole_file:  # one pass per file, on all of torch's threads
+            self.order.append((tag, self.model.embed_whole(np.asarray(item, dtype=np.float32))))
+            _add_time(self.timing, "forward", started)
+            if self.on_batch is not None:
+                self.on_batch(1)
+            return
         with _one_blas_thread():
             inputs = self.model.frontend(np.asarray(item, dtype=np.float32))
         _add_time(self.timing, "frontend", started)

@@ -144,6 +144,45 @@ SPECS.update({
     + [_openl3_spec(c, 512, True) for c in ("music", "env")]
 })
 
+# --- PaSST (hear21passt 0.0.26 layout of the AudioSet passt_s_swa_p16_128_ap476 release) ---
+PASST_WEIGHTS = WeightFile(
+    name="passt-s-f128-p16-s10-ap.476-swa.pt",
+    sha256=None,  # the GitHub release publishes no checksum: the sha256 found is recorded in provenance
+    url="https://github.com/kkoutini/PaSST/releases/download/v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt",
+    description="PaSST-S AudioSet passt_s_swa_p16_128_ap476 (hear21passt PaSST state dict, 159 entries)",
+)
+_PASST_PAPER = "Koutini et al., Efficient Training of Audio Transformers with Patchout, Interspeech 2022"
+SPECS.update({
+    spec.id: spec
+    for spec in (
+        ModelSpec(
+            id=model_id, sample_rate=32000, frame_s=10.0, hop_s=hop, dim=768, n_classes=527,
+            factory=f"soundcheck.embeddings.passt:{cls}", weight_files=(PASST_WEIGHTS,), requires=("torch",),
+            paper=_PASST_PAPER, description=f"PaSST-S AudioSet: 768-d + 527-class softmax per 10 s window; {what}",
+        )
+        for model_id, hop, cls, what in (
+            ("passt", 2.5, "PasstEmbedding", "hear21passt scene windows (<= 10 s whole, else hop 2.5 s)"),
+            ("passt-stable-audio", 5.0, "PasstStableAudio", "stable-audio-metrics windows (peak -1 dBFS, hop 5 s)"),
+            ("passt-audiocraft", 10.0, "PasstAudiocraft", "audiocraft segments (consecutive 10 s, unpadded)"),
+        )
+    )
+})
+
+# --- EnCodec 24 kHz (encodec 0.1.1 state dict; only the encoder is used) ---
+ENCODEC_24K_WEIGHTS = WeightFile(
+    name="encodec_24khz-d7cc33bc.th",
+    sha256="d7cc33bc",  # torch.hub convention: the first 8 hex digits of the file's sha256
+    url="https://dl.fbaipublicfiles.com/encodec/v0/encodec_24khz-d7cc33bc.th",
+    description="EnCodec 24 kHz (encodec 0.1.1 EncodecModel state dict; encoder.* is used)",
+)
+SPECS["encodec-24k"] = ModelSpec(
+    id="encodec-24k", sample_rate=24000, frame_s=320 / 24000, hop_s=320 / 24000, dim=128,
+    factory="soundcheck.embeddings.encodec:Encodec24kEmbedding", weight_files=(ENCODEC_24K_WEIGHTS,),
+    requires=("torch",),
+    paper="Defossez et al., High Fidelity Neural Audio Compression, TMLR 2023",
+    description="EnCodec 24 kHz encoder latents before quantisation (fadtk encodec-emb): 128-d at 75 Hz, whole file",
+)
+
 #: Files a model can run without (they add names, not numbers). The VGGish PCA file is required by
 #: `vggish-pca` and not declared by `vggish`, so it is not optional anywhere.
 OPTIONAL_WEIGHTS = {"class_labels_indices.csv"}

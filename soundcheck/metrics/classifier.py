@@ -86,3 +86,37 @@ def paired_kl(p_ref: np.ndarray, p_cand: np.ndarray, eps: float = KL_EPS) -> flo
     if p.shape != q.shape:
         raise ValueError(f"paired probabilities differ in shape: {p.shape} vs {q.shape}")
     return float(rel_entr(p, q + eps).sum(axis=1).mean())
+
+
+def distribution_from_window_softmax(probs: np.ndarray) -> np.ndarray:
+    """A file's class distribution as stable-audio-metrics' ``passt_kld`` forms it: the softmax of the mean of
+    its windows' logits. From per-window softmax outputs ``[n, c]`` that is softmax(mean log p): log p differs
+    from the logits by one constant per window, which the softmax removes. float64; p floored at the smallest
+    normal float32 so that an underflowed class stays finite."""
+    logp = np.log(np.maximum(np.atleast_2d(np.asarray(probs, dtype=np.float64)), np.finfo(np.float32).tiny))
+    mean = logp.mean(axis=0)
+    out = np.exp(mean - mean.max())
+    return out / out.sum()
+
+
+def kl_stable_audio(p_ref: np.ndarray, p_cand: np.ndarray, eps: float = KL_EPS) -> float:
+    """stable-audio-metrics: mean over pairs of ``F.kl_div((p_ref + eps).log(), p_cand, reduction="sum")``,
+    i.e. KL(p_candidate || p_reference + eps) (note the direction: the reference gets the eps)."""
+    p, q = np.asarray(p_ref, dtype=np.float64), np.asarray(p_cand, dtype=np.float64)
+    if p.shape != q.shape:
+        raise ValueError(f"paired probabilities differ in shape: {p.shape} vs {q.shape}")
+    return float(rel_entr(q, p + eps).sum(axis=1).mean())
+
+
+def kl_audiocraft(ref_segments: Sequence[np.ndarray], cand_segments: Sequence[np.ndarray],
+                  eps: float = KL_EPS) -> dict[str, float]:
+    """audiocraft's ``KLDivergenceMetric`` over softmax outputs per segment: segments of a pair are paired in
+    order (audiocraft asserts equal counts); ``kld`` = ``kld_pq`` = mean of KL(p_ref || p_cand + eps), ``kld_qp``
+    = mean of KL(p_cand || p_ref + eps), ``kld_both`` their sum; means over all segment pairs."""
+    p = np.concatenate([np.atleast_2d(np.asarray(r, dtype=np.float64)) for r in ref_segments])
+    q = np.concatenate([np.atleast_2d(np.asarray(c, dtype=np.float64)) for c in cand_segments])
+    if p.shape != q.shape:
+        raise ValueError(f"paired segment probabilities differ in shape: {p.shape} vs {q.shape}")
+    pq = float(rel_entr(p, q + eps).sum(axis=1).mean())
+    qp = float(rel_entr(q, p + eps).sum(axis=1).mean())
+    return {"kld": pq, "kld_pq": pq, "kld_qp": qp, "kld_both": pq + qp}

@@ -151,7 +151,7 @@ def test_preset_refuses_embedding_and_metrics_and_lists_its_choices(preset_servi
         presets = client._http.get("/v1/presets").json()
         assert {p["name"] for p in presets} == {"audioldm", "stable-audio", "fadtk"}
         one = client._http.get("/v1/presets/stable-audio").json()
-        assert one["metrics"][1]["options"]["kl"]["direction"] == "candidate_reference"
+        assert one["metrics"][1]["options"]["kl"]["definition"] == "stable-audio-metrics"
         assert client._http.get("/v1/presets/nope").status_code == 404
         bad = client._http.post("/v1/jobs", json={"reference": "a" * 64, "candidate": "b" * 64,
                                                   "preset": "audioldm", "embedding": "vggish"})
