@@ -138,7 +138,7 @@ class AccuracyOptions(_Strict):
 ClassActivation = Literal["model", "softmax", "sigmoid"]
 _ACTIVATION_HELP = ("'model': the model's own probabilities, each frame normalised to sum 1 (soundcheck's default); "
                     "'softmax' or 'sigmoid': that function of the model's logits (models that give logits: "
-                    "cnn14-16k, passt), sigmoid outputs left unnormalised as audioldm_eval's KL_Sigmoid")
+                    "cnn14-16k), sigmoid outputs left unnormalised as audioldm_eval's KL_Sigmoid")
 ClassPooling = Literal["mean_probabilities", "mean_logits"]
 _POOLING_HELP = ("How the frames (windows) of one file are combined: 'mean_probabilities' (activation per frame, "
                  "then the mean) or 'mean_logits' (mean of the logits, then the activation; stable-audio-metrics' "

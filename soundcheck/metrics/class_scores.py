@@ -1,7 +1,7 @@
 """A file's class distribution from a model's class outputs, and the KL / IS variants peers report.
 
 Models give either probabilities (yamnet, cnn14: ``ModelSpec.class_scores == "probabilities"``) or logits
-(cnn14-16k, passt: ``"logits"``). Peers disagree on what a "class distribution" is, and their numbers differ by
+(cnn14-16k: ``"logits"``). Peers disagree on what a "class distribution" is, and their numbers differ by
 it, so each choice is an option and the result names it:
 
 - audioldm_eval: softmax over the logits (``KL``) or raw sigmoid outputs (``KL_Sigmoid``, not normalised),
@@ -45,7 +45,7 @@ def file_distribution(scores: np.ndarray, model_scores: str, activation: str, po
         return (probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-300)).mean(axis=0)
     if model_scores != "logits":
         raise ClassScoreError(f"activation {activation!r} is applied to logits, and this model gives "
-                              "probabilities: use a model that gives logits (cnn14-16k, passt) or activation 'model'")
+                              "probabilities: use a model that gives logits (cnn14-16k) or activation 'model'")
     if pooling == "mean_logits":
         return _activate(s.mean(axis=0), activation)
     return _activate(s, activation).mean(axis=0)
