@@ -1,4 +1,4 @@
-"""`soundcheck`: serve, demo, eval, datasets, jobs, models, worker, gc, examples.
+"""`soundcheck`: serve, demo, eval, compare, datasets, jobs, models, worker, gc, examples.
 
 `soundcheck eval` talks to a running service, or starts the embedded one for the duration of the command.
 """
@@ -354,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("examples", help="write the deterministic example sets to DIR")
     p.add_argument("dir")
     p.set_defaults(func=cmd_examples)
+
+    from soundcheck.cli_compare import add_compare_parser  # here: it imports this module's helpers
+
+    add_compare_parser(sub)
     return parser
 
 

@@ -1,0 +1,158 @@
+"""Paired bootstrap comparison of candidates scored against one reference: difference, interval, p-value.
+
+Pure float64 maths on bootstrap replicates; the replicates themselves come from the metric code
+(``FileGaussians.fad``, ``KernelTerms.point_and_resamples``) called with the weights of ``resample_plan``.
+
+Why the reference is held fixed: every candidate is scored against the same reference statistics (the cached
+ones the evaluation jobs use), so each resample of the comparison applies the *same* reference to every
+candidate and the question answered is "is B closer to this reference than A" -- the same conditioning as the
+intervals of a single evaluation (docs/metrics-reference.md). Candidates with the same file names (the same
+prompts) are resampled with the same file indices, so a prompt's difficulty, shared by both systems, cancels
+in the difference; candidates without shared names get independent resamples.
+
+The difference D = metric(B) - metric(A) has the basic bootstrap interval [2 D - q_high, 2 D - q_low] of its
+replicates D*_b (FAD's interval; for an unbiased metric it is the percentile interval mirrored about D). The
+p-value tests H0: E[D] = 0 with the replicates centred under H0, T_b = D*_b - D standing in for D - E[D]:
+
+    p = min(1, 2 min(1 + #{T_b >= D}, 1 + #{T_b <= D}) / (B + 1))
+
+(two-sided, equal tails, Davison & Hinkley 1997 eq. 4.11 with the +1 that keeps it valid for finite B). It is
+the p-value of the interval: p < 1 - level exactly when 0 lies outside the basic interval (up to the +1), so
+the sentence never states an interval that excludes 0 with a p-value above alpha. Centring by D also removes
+the finite-sample bias of FAD common to both candidates (equal sizes: equal bias, so E[D] = 0 under H0); the
+simulation in tests/unit/metrics/test_paired.py checks that the p-values are uniform under H0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+INTERVAL_METHOD = "basic bootstrap of the paired difference"
+P_VALUE_METHOD = ("two-sided: 2 min(1 + #{T >= D}, 1 + #{T <= D}) / (B + 1), T = D* - D "
+                  "(replicates of the difference centred under H0)")
+#: How each metric is named in a sentence.
+DISPLAY_NAMES = {"fad": "FAD", "kad": "KAD"}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """metric(b) - metric(a) with its bootstrap interval and p-value."""
+
+    a_value: float
+    b_value: float
+    difference: float
+    low: float | None
+    high: float | None
+    level: float
+    p_value: float | None
+    resamples: int
+    valid: int
+    bias: float | None  # mean(D*) - D
+    interval_method: str = INTERVAL_METHOD
+    p_value_method: str = P_VALUE_METHOD
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resample_plan(names: Sequence[Sequence[str]], resamples: int, seed: int = 0
+                  ) -> tuple[list[np.ndarray], list[int]]:
+    """[B, F_i] file multiplicities for each candidate, and a group id per candidate.
+
+    Candidates whose file names are the same set form one group and get the same draw, aligned by name (file
+    "x.wav" has the same multiplicity in every candidate of the group, whatever order the files are in);
+    each group draws from its own stream of ``seed``. Two candidates are *paired* when their groups are equal."""
+    if resamples < 1:
+        raise ValueError("a comparison needs at least one resample")
+    keys: dict[tuple[str, ...], int] = {}
+    groups = []
+    for files in names:
+        if not files:
+            raise ValueError("a candidate set has no files")
+        key = tuple(sorted(files))
+        if len(set(key)) != len(key):
+            key = ("\0dup", *files)  # duplicate names cannot be aligned: a group of its own
+        groups.append(keys.setdefault(key, len(keys)))
+    draws = {}
+    for key, group in keys.items():
+        n = len(key) - (1 if key[0] == "\0dup" else 0)
+        rng = np.random.default_rng([seed, group])
+        idx = rng.integers(0, n, size=(resamples, n))
+        w = np.zeros((resamples, n))
+        np.add.at(w, (np.arange(resamples)[:, None], idx), 1.0)
+        draws[group] = w
+    out = []
+    for files, group in zip(names, groups, strict=True):
+        key = next(k for k, g in keys.items() if g == group)
+        if key[0] == "\0dup":
+            out.append(draws[group])
+        else:
+            column = {name: i for i, name in enumerate(key)}
+            out.append(draws[group][:, [column[f] for f in files]])
+    return out, groups
+
+
+def p_value(point: float, replicates: np.ndarray) -> float | None:
+    """Two-sided bootstrap p-value of H0: E[D] = 0 (module docstring); None with fewer than two finite ones."""
+    reps = np.asarray(replicates, dtype=np.float64)
+    reps = reps[np.isfinite(reps)]
+    if len(reps) < 2 or not np.isfinite(point):
+        return None
+    t = reps - point
+    upper = 1 + np.count_nonzero(t >= point)
+    lower = 1 + np.count_nonzero(t <= point)
+    return float(min(1.0, 2.0 * min(upper, lower) / (len(t) + 1)))
+
+
+def paired_difference(a_point: float, b_point: float, a_reps: np.ndarray, b_reps: np.ndarray,
+                      level: float = 0.95) -> Difference:
+    """Difference b - a of two candidates' metric, from replicates drawn with ``resample_plan``'s weights
+    (row b of both arrays is the same resample of the reference side and, when paired, of the file names)."""
+    a_reps, b_reps = np.asarray(a_reps, dtype=np.float64), np.asarray(b_reps, dtype=np.float64)
+    if a_reps.shape != b_reps.shape:
+        raise ValueError(f"replicates differ in shape: {a_reps.shape} vs {b_reps.shape}")
+    point = float(b_point) - float(a_point)
+    reps = b_reps - a_reps
+    finite = reps[np.isfinite(reps)]
+    low = high = bias = None
+    if len(finite) >= 2 and np.isfinite(point):
+        tail = 100.0 * (1.0 - level) / 2.0
+        q_low, q_high = np.percentile(finite, [tail, 100.0 - tail])
+        low, high = float(2.0 * point - q_high), float(2.0 * point - q_low)
+        bias = float(finite.mean() - point)
+    return Difference(float(a_point), float(b_point), point, low, high, float(level), p_value(point, reps),
+                      int(len(reps)), int(len(finite)), bias)
+
+
+def _number(x: float) -> str:
+    """3 significant digits, a real minus sign and an explicit plus: "+0.12", "−1.8"."""
+    text = f"{abs(x):.3g}" if x != 0 else "0"
+    return ("−" if x < 0 else "+" if x > 0 else "") + text
+
+
+def format_p(p: float | None, resamples: int) -> str:
+    """"p = 0.004"; at the smallest value B resamples can give, "p ≤ 0.0099" (an upper bound, not a value)."""
+    if p is None:
+        return "p unavailable"
+    floor = 2.0 / (resamples + 1)
+    if p <= floor * (1 + 1e-9):
+        return f"p ≤ {floor:.2g}"
+    return f"p = {p:.2g}" if p < 0.1 else f"p = {p:.2f}"
+
+
+def sentence(metric: str, a: str, b: str, diff: Difference, alpha: float | None = None) -> str:
+    """The result in words: "B has lower FAD than A: −1.8 [−2.9, −0.7], p = 0.004". When the interval holds 0
+    (p >= alpha) it says the difference is not significant instead of naming a winner."""
+    name = DISPLAY_NAMES.get(metric, metric)
+    alpha = 1.0 - diff.level if alpha is None else alpha
+    numbers = _number(diff.difference)
+    if diff.low is not None and diff.high is not None:
+        numbers += f" [{_number(diff.low)}, {_number(diff.high)}]"
+    numbers += f", {format_p(diff.p_value, diff.valid)}"
+    if diff.p_value is None or diff.p_value >= alpha:
+        return f"{b} and {a} do not differ significantly in {name}: {numbers}"
+    word = "lower" if diff.difference < 0 else "higher"
+    return f"{b} has {word} {name} than {a}: {numbers}"
