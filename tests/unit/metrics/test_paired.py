@@ -1,0 +1,146 @@
+"""Paired comparison maths (soundcheck.metrics.paired) and its validation by simulation.
+
+Calibration: two candidates drawn from the same Gaussian model (files with a per-file random effect, so frames of
+one file are correlated as real embeddings are), scored against one fixed reference; under H0 the p-values must
+be uniform (Kolmogorov-Smirnov) and reject at the nominal 5%. Power: candidate B moved towards the reference;
+the expected rate is that of the oracle test that knows the null distribution of the difference (simulated
+from point estimates alone), which a bootstrap test can approach but not beat.
+Run as a module for the large run: ``python -m tests.unit.metrics.test_paired``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from soundcheck.comparison import fad_scores, kad_scores
+from soundcheck.metrics.frechet import GaussianStats
+from soundcheck.metrics.kernel import KernelReference
+from soundcheck.metrics.paired import Difference, format_p, p_value, paired_difference, resample_plan, sentence
+
+DIM, FILES, FRAMES, RESAMPLES = 4, 40, 3, 199
+CAND_MEAN = 0.7  # per dimension; the reference is N(0, I): true FAD ~ 4 x 0.49 ~ 2
+
+
+def _reference(rng: np.random.Generator) -> np.ndarray:
+    return rng.standard_normal((600, DIM))
+
+
+def _files(rng: np.random.Generator, mean: np.ndarray, effects: np.ndarray | None = None):
+    """FILES files of FRAMES frames: a per-file effect (half of the unit variance) plus frame noise."""
+    effects = rng.standard_normal((FILES, DIM)) * np.sqrt(0.5) if effects is None else effects
+    return [mean + effects[i] + rng.standard_normal((FRAMES, DIM)) * np.sqrt(0.5) for i in range(FILES)], effects
+
+
+def _draw_pair(seed: int, shift: float, paired: bool):
+    """Reference frames, candidates A and B (B's mean moved by ``shift`` towards the reference) and their
+    names; paired candidates share file names and per-file effects (the same prompts)."""
+    rng = np.random.default_rng(seed)
+    ref = _reference(rng)
+    mean = np.full(DIM, CAND_MEAN)
+    a, effects = _files(rng, mean)
+    b, _ = _files(rng, mean - shift, effects if paired else None)
+    names_a = [f"f{i}.wav" for i in range(FILES)]
+    names_b = names_a if paired else [f"g{i}.wav" for i in range(FILES)]
+    return ref, a, b, names_a, names_b
+
+
+def fad_p_value(seed: int, shift: float = 0.0, paired: bool = False, resamples: int = RESAMPLES) -> float:
+    ref, a, b, names_a, names_b = _draw_pair(seed, shift, paired)
+    stats = GaussianStats(DIM)
+    stats.update(ref)
+    weights, _ = resample_plan([names_a, names_b], resamples, seed)
+    (pa, ra), (pb, rb) = fad_scores(stats, [a, b], weights)
+    return paired_difference(pa, pb, ra, rb).p_value
+
+
+def kad_p_value(seed: int, paired: bool = False, resamples: int = RESAMPLES) -> float:
+    ref, a, b, names_a, names_b = _draw_pair(seed, 0.0, paired)
+    reference = KernelReference.of(ref, seed=seed)
+    weights, _ = resample_plan([names_a, names_b], resamples, seed)
+    (pa, ra), (pb, rb) = kad_scores(reference, [a, b], weights, scale=100.0)
+    return paired_difference(pa, pb, ra, rb).p_value
+
+
+def oracle_power(shift: float, paired: bool, draws: int = 2000, alpha: float = 0.05) -> float:
+    """Power of the level-alpha test that knows the null distribution of D = FAD(B) - FAD(A): its critical
+    value is the 1 - alpha quantile of |D| over ``draws`` H0 draws (D is symmetric under H0: A and B are
+    exchangeable), its power the share of H1 draws beyond it. Point estimates only: no bootstrap involved."""
+    def diff(seed: int, s: float) -> float:
+        ref, a, b, _, _ = _draw_pair(seed, s, paired)
+        stats = GaussianStats(DIM)
+        stats.update(ref)
+        (pa, _), (pb, _) = fad_scores(stats, [a, b], [np.ones((1, FILES))] * 2)
+        return pb - pa
+    null = np.abs([diff(10**6 + s, 0.0) for s in range(draws)])
+    alt = np.abs([diff(2 * 10**6 + s, shift) for s in range(draws)])
+    return float(np.mean(alt > np.quantile(null, 1 - alpha)))
+
+
+def test_resample_plan_aligns_shared_names_and_keeps_other_sets_independent() -> None:
+    names = ["a.wav", "b.wav", "c.wav", "d.wav"]
+    weights, groups = resample_plan([names, names[::-1], ["x", "y", "z"]], 50, seed=1)
+    assert groups == [0, 0, 1]
+    np.testing.assert_array_equal(weights[0], weights[1][:, ::-1])  # the same file has the same multiplicity
+    assert weights[2].shape == (50, 3)
+    for w, n in zip(weights, (4, 4, 3), strict=True):
+        assert (w.sum(axis=1) == n).all()  # each resample draws n files with replacement
+    again, _ = resample_plan([names, names[::-1], ["x", "y", "z"]], 50, seed=1)
+    assert all((u == v).all() for u, v in zip(weights, again, strict=True))
+
+
+def test_p_value_is_that_of_the_basic_interval() -> None:
+    rng = np.random.default_rng(0)
+    for centre in (0.0, 0.5, 1.0, 2.0, 3.0):
+        reps = centre + rng.standard_normal(999)
+        d = paired_difference(0.0, centre, np.zeros(999), reps)
+        # 0 lies outside the 95% basic interval exactly when p < 0.05 (up to the +1 of one replicate)
+        outside = d.low > 0 or d.high < 0
+        assert outside == (d.p_value < 0.05), (centre, d.p_value, d.low, d.high)
+        # replicates centred on D: T = D* - D ~ N(0, 1), so p = 2 Phi(-|D|) within 3 Monte Carlo standard
+        # errors (p is twice a tail share q of 999 replicates: SE = 2 sqrt(q (1 - q) / 999)), plus the +1
+        q = scipy.stats.norm.sf(centre)
+        assert d.p_value == pytest.approx(2 * q, abs=6 * np.sqrt(q * (1 - q) / 999) + 2 / 1000)
+    assert p_value(1.0, np.array([np.nan])) is None
+
+
+def test_sentence_reads_like_the_issue() -> None:
+    d = Difference(a_value=10.0, b_value=8.2, difference=-1.8, low=-2.9, high=-0.7, level=0.95, p_value=0.004,
+                   resamples=999, valid=999, bias=0.01)
+    assert sentence("fad", "A", "B", d) == "B has lower FAD than A: −1.8 [−2.9, −0.7], p = 0.004"
+    same = Difference(1.0, 1.1, 0.1, -0.5, 0.7, 0.95, 0.62, 999, 999, 0.0)
+    assert sentence("kad", "A", "B", same) == "B and A do not differ significantly in KAD: +0.1 [−0.5, +0.7], p = 0.62"
+    assert format_p(2 / 1000, 999) == "p ≤ 0.002"
+
+
+@pytest.mark.parametrize("paired", [False, True], ids=["independent", "paired-by-name"])
+def test_fad_p_values_are_uniform_under_h0(paired: bool) -> None:
+    """200 seeded repetitions (~10 s each case): KS at the 1% level, and the 5% rejection rate within 3
+    binomial standard errors (0.015) of 5%."""
+    ps = np.array([fad_p_value(seed, paired=paired) for seed in range(200)])
+    assert scipy.stats.kstest(ps, "uniform").pvalue > 0.01
+    assert abs(np.mean(ps < 0.05) - 0.05) < 3 * np.sqrt(0.05 * 0.95 / len(ps))
+
+
+def test_kad_p_values_are_uniform_under_h0() -> None:
+    ps = np.array([kad_p_value(seed, paired=True) for seed in range(200)])
+    assert scipy.stats.kstest(ps, "uniform").pvalue > 0.01
+    assert abs(np.mean(ps < 0.05) - 0.05) < 3 * np.sqrt(0.05 * 0.95 / len(ps))
+
+
+if __name__ == "__main__":  # the large run: python -m tests.unit.metrics.test_paired [reps]
+    reps = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    for paired in (False, True):
+        started = time.time()
+        ps = np.array([fad_p_value(seed, paired=paired) for seed in range(reps)])
+        print(f"fad H0 paired={paired}: KS p={scipy.stats.kstest(ps, 'uniform').pvalue:.3f} "
+              f"rate5={np.mean(ps < 0.05):.3f} rate10={np.mean(ps < 0.10):.3f} ({time.time() - started:.0f} s)")
+    for shift in (0.1, 0.2, 0.3):
+        for paired in (False, True):
+            ps = np.array([fad_p_value(10**5 + seed, shift, paired) for seed in range(reps // 2)])
+            print(f"power shift={shift} paired={paired}: bootstrap {np.mean(ps < 0.05):.3f} "
+                  f"oracle {oracle_power(shift, paired):.3f}", flush=True)
