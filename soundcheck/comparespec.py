@@ -82,6 +82,7 @@ class MetricDifference(BaseModel):
     resamples: int
     valid: int
     bias: float | None
+    permutations: int = Field(0, description="Relabellings behind the p-value (0: a bootstrap p-value).")
     interval_method: str
     p_value_method: str
     sentence: str

@@ -19,7 +19,7 @@ from soundcheck.comparespec import ComparisonOptions
 from soundcheck.evaluation import FileEmbedding, MetricInputError, json_safe, metric_versions
 from soundcheck.metrics.frechet import FileGaussians, FrechetReference, GaussianStats
 from soundcheck.metrics.kernel import KernelReference, KernelTerms, backend_for
-from soundcheck.metrics.paired import paired_difference, resample_plan, sentence
+from soundcheck.metrics.paired import paired_difference, permutation_plan, resample_plan, sentence
 
 Checkpoint = Callable[[], None]
 
@@ -59,6 +59,28 @@ def kad_scores(reference: KernelReference, candidates: Sequence[Sequence[np.ndar
     return out
 
 
+def fad_pooled(reference: GaussianStats, checkpoint: Checkpoint | None, device: str | None):
+    ref = FrechetReference.of(reference)
+
+    def score(pooled: list[np.ndarray], wa: np.ndarray, wb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gauss = FileGaussians(pooled)  # 0/1 weights: the FAD of the relabelled sets, exactly
+        return (gauss.fad(ref, wa, checkpoint=checkpoint, device=device),
+                gauss.fad(ref, wb, checkpoint=checkpoint, device=device))
+    return score
+
+
+def kad_pooled(reference: KernelReference, scale: float, device: str | None, cap: int | None,
+                checkpoint: Checkpoint | None):
+    bandwidth = reference.bandwidth if reference.source == "given" else None
+
+    def score(pooled: list[np.ndarray], wa: np.ndarray, wb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        terms = KernelTerms(None, pooled, bandwidth, scale, reference.block_size, reference.seed,
+                            reference=reference, device=device, max_frames=cap, checkpoint=checkpoint)
+        both = terms.mmd2(np.concatenate([wa, wb]))  # one pass over the pooled kernel for both relabelled sets
+        return both[:len(wa)] * scale, both[len(wa):] * scale
+    return score
+
+
 def compare_embeddings(metrics: Sequence[str], labels: Sequence[str], candidates: Sequence[Sequence[FileEmbedding]],
                        options: ComparisonOptions, reference_stats: GaussianStats | None = None,
                        reference: Sequence[FileEmbedding] = (), on_stage: Callable[[str], None] | None = None,
@@ -83,6 +105,8 @@ def compare_embeddings(metrics: Sequence[str], labels: Sequence[str], candidates
                                     options.seed)
     scores: dict[str, list[tuple[float, np.ndarray]]] = {}
     extra: dict[str, dict] = {}
+    #: per metric: (pooled files of two sets, weights of A', weights of B') -> (metric of A', metric of B')
+    pooled_scorers: dict[str, Callable[[list[np.ndarray], np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {}
     for metric in dict.fromkeys(metrics):
         if on_stage is not None:
             on_stage(f"computing {metric}")
@@ -96,6 +120,7 @@ def compare_embeddings(metrics: Sequence[str], labels: Sequence[str], candidates
                     stats.update(f)
             fad_device = device if device.startswith("cuda") else None
             scores[metric] = fad_scores(stats, cand_frames, weights, checkpoint, fad_device)
+            pooled_scorers[metric] = fad_pooled(stats, checkpoint, fad_device)
             extra[metric] = {"reference_frames": int(stats.n)}
         elif metric == "kad":
             kad_device = device if device.startswith("cuda") else None
@@ -110,6 +135,7 @@ def compare_embeddings(metrics: Sequence[str], labels: Sequence[str], candidates
                 except ValueError as exc:
                     raise MetricInputError(f"kad: {exc}") from exc
             scores[metric] = kad_scores(ref, cand_frames, weights, options.kad.scale, kad_device, cap, checkpoint)
+            pooled_scorers[metric] = kad_pooled(ref, options.kad.scale, kad_device, cap, checkpoint)
             extra[metric] = {"bandwidth": ref.bandwidth, "bandwidth_source": ref.source, "scale": options.kad.scale}
         else:
             raise MetricInputError(f"metric {metric!r} cannot be compared yet; choose from fad, kad")
@@ -117,10 +143,17 @@ def compare_embeddings(metrics: Sequence[str], labels: Sequence[str], candidates
                        "metrics": {m: {"value": scores[m][i][0]} for m in scores}}
                       for i, (label, files, frames) in enumerate(zip(labels, candidates, cand_frames, strict=True))]
     pairs = []
+    names = [[f.name for f in files] for files in candidates]
     for i, j in combinations(range(len(candidates)), 2):
+        if on_stage is not None:
+            on_stage(f"permutation test {labels[j]} vs {labels[i]}")
+        wa, wb, _ = permutation_plan(names[i], names[j], options.resamples, options.seed)
+        pooled = [*cand_frames[i], *cand_frames[j]]
         entries = {}
         for m, per in scores.items():
-            diff = paired_difference(per[i][0], per[j][0], per[i][1], per[j][1], options.confidence)
+            perm_a, perm_b = pooled_scorers[m](pooled, wa, wb)
+            diff = paired_difference(per[i][0], per[j][0], per[i][1], per[j][1], options.confidence,
+                                     permuted=perm_b - perm_a)
             entries[m] = {**diff.as_dict(), "sentence": sentence(m, labels[i], labels[j], diff)}
         pairs.append({"a": labels[i], "b": labels[j], "paired_by_name": groups[i] == groups[j],
                       "metrics": entries})

@@ -75,6 +75,9 @@ export const api = {
   job: (id, opts) => request("GET", `/v1/jobs/${encodeURIComponent(id)}`, undefined, opts),
   submitJob: (spec) => request("POST", "/v1/jobs", spec),
   openapi: () => request("GET", "/openapi.json"),
+  // comparisons
+  comparison: (id, opts) => request("GET", `/v1/comparisons/${encodeURIComponent(id)}`, undefined, opts),
+  submitComparison: (spec) => request("POST", "/v1/comparisons", spec),
 };
 
 /**

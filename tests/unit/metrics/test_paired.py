@@ -17,13 +17,23 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from soundcheck.comparison import fad_scores, kad_scores
+from soundcheck.comparison import fad_pooled, fad_scores, kad_pooled
 from soundcheck.metrics.frechet import GaussianStats
 from soundcheck.metrics.kernel import KernelReference
-from soundcheck.metrics.paired import Difference, format_p, p_value, paired_difference, resample_plan, sentence
+from soundcheck.metrics.paired import (
+    Difference,
+    format_p,
+    p_value,
+    paired_difference,
+    permutation_p_value,
+    permutation_plan,
+    resample_plan,
+    sentence,
+)
 
-DIM, FILES, FRAMES, RESAMPLES = 4, 40, 3, 199
+DIM, FILES, FRAMES, RESAMPLES = 4, 40, 3, 99
 CAND_MEAN = 0.7  # per dimension; the reference is N(0, I): true FAD ~ 4 x 0.49 ~ 2
+POWER_REFERENCE = 7  # the power check holds one reference fixed: the oracle's null is that reference's
 
 
 def _reference(rng: np.random.Generator) -> np.ndarray:
@@ -36,11 +46,12 @@ def _files(rng: np.random.Generator, mean: np.ndarray, effects: np.ndarray | Non
     return [mean + effects[i] + rng.standard_normal((FRAMES, DIM)) * np.sqrt(0.5) for i in range(FILES)], effects
 
 
-def _draw_pair(seed: int, shift: float, paired: bool):
+def _draw_pair(seed: int, shift: float, paired: bool, reference_seed: int | None = None):
     """Reference frames, candidates A and B (B's mean moved by ``shift`` towards the reference) and their
-    names; paired candidates share file names and per-file effects (the same prompts)."""
+    names; paired candidates share file names and per-file effects (the same prompts). The reference is drawn
+    from ``reference_seed`` when given (the same for every repetition), else from ``seed``."""
     rng = np.random.default_rng(seed)
-    ref = _reference(rng)
+    ref = _reference(rng if reference_seed is None else np.random.default_rng(reference_seed))
     mean = np.full(DIM, CAND_MEAN)
     a, effects = _files(rng, mean)
     b, _ = _files(rng, mean - shift, effects if paired else None)
@@ -49,8 +60,32 @@ def _draw_pair(seed: int, shift: float, paired: bool):
     return ref, a, b, names_a, names_b
 
 
-def fad_p_value(seed: int, shift: float = 0.0, paired: bool = False, resamples: int = RESAMPLES) -> float:
-    ref, a, b, names_a, names_b = _draw_pair(seed, shift, paired)
+def _p(score, a, b, names_a, names_b, seed: int, permutations: int) -> float:
+    """The shipped p-value: the permutation test of comparison.compare_embeddings, with the same scorers."""
+    wa, wb, _ = permutation_plan(names_a, names_b, permutations, seed)
+    full = np.ones((1, 2 * FILES))
+    (pa,), (pb,) = score([*a, *b], full * (np.arange(2 * FILES) < FILES), full * (np.arange(2 * FILES) >= FILES))
+    perm_a, perm_b = score([*a, *b], wa, wb)
+    return permutation_p_value(pb - pa, perm_b - perm_a)
+
+
+def fad_p_value(seed: int, shift: float = 0.0, paired: bool = False, permutations: int = RESAMPLES,
+                reference_seed: int | None = None) -> float:
+    ref, a, b, names_a, names_b = _draw_pair(seed, shift, paired, reference_seed)
+    stats = GaussianStats(DIM)
+    stats.update(ref)
+    return _p(fad_pooled(stats, None, None), a, b, names_a, names_b, seed, permutations)
+
+
+def kad_p_value(seed: int, paired: bool = False, permutations: int = RESAMPLES) -> float:
+    ref, a, b, names_a, names_b = _draw_pair(seed, 0.0, paired)
+    reference = KernelReference.of(ref, seed=seed)
+    return _p(kad_pooled(reference, 100.0, None, None, None), a, b, names_a, names_b, seed, permutations)
+
+
+def bootstrap_p_value(seed: int, paired: bool = False, resamples: int = RESAMPLES) -> float:
+    """The bootstrap p-value of the basic interval (not shipped: measured conservative, see paired.py)."""
+    ref, a, b, names_a, names_b = _draw_pair(seed, 0.0, paired)
     stats = GaussianStats(DIM)
     stats.update(ref)
     weights, _ = resample_plan([names_a, names_b], resamples, seed)
@@ -58,20 +93,14 @@ def fad_p_value(seed: int, shift: float = 0.0, paired: bool = False, resamples: 
     return paired_difference(pa, pb, ra, rb).p_value
 
 
-def kad_p_value(seed: int, paired: bool = False, resamples: int = RESAMPLES) -> float:
-    ref, a, b, names_a, names_b = _draw_pair(seed, 0.0, paired)
-    reference = KernelReference.of(ref, seed=seed)
-    weights, _ = resample_plan([names_a, names_b], resamples, seed)
-    (pa, ra), (pb, rb) = kad_scores(reference, [a, b], weights, scale=100.0)
-    return paired_difference(pa, pb, ra, rb).p_value
-
-
-def oracle_power(shift: float, paired: bool, draws: int = 2000, alpha: float = 0.05) -> float:
-    """Power of the level-alpha test that knows the null distribution of D = FAD(B) - FAD(A): its critical
-    value is the 1 - alpha quantile of |D| over ``draws`` H0 draws (D is symmetric under H0: A and B are
-    exchangeable), its power the share of H1 draws beyond it. Point estimates only: no bootstrap involved."""
+def oracle_power(shift: float, paired: bool, reference_seed: int, draws: int = 2000, alpha: float = 0.05) -> float:
+    """Power of the level-alpha test that knows the null distribution of D = FAD(B) - FAD(A) given the
+    reference (drawn once from ``reference_seed``): its critical value is the 1 - alpha quantile of |D| over
+    ``draws`` H0 draws (D is symmetric under H0: A and B are exchangeable), its power the share of H1 draws
+    beyond it. Point estimates only: no resampling involved. The permutation test, which must estimate the null
+    from the data, can approach this power but not exceed it beyond Monte Carlo error."""
     def diff(seed: int, s: float) -> float:
-        ref, a, b, _, _ = _draw_pair(seed, s, paired)
+        ref, a, b, _, _ = _draw_pair(seed, s, paired, reference_seed)
         stats = GaussianStats(DIM)
         stats.update(ref)
         (pa, _), (pb, _) = fad_scores(stats, [a, b], [np.ones((1, FILES))] * 2)
@@ -114,14 +143,27 @@ def test_sentence_reads_like_the_issue() -> None:
     assert sentence("fad", "A", "B", d) == "B has lower FAD than A: −1.8 [−2.9, −0.7], p = 0.004"
     same = Difference(1.0, 1.1, 0.1, -0.5, 0.7, 0.95, 0.62, 999, 999, 0.0)
     assert sentence("kad", "A", "B", same) == "B and A do not differ significantly in KAD: +0.1 [−0.5, +0.7], p = 0.62"
-    assert format_p(2 / 1000, 999) == "p ≤ 0.002"
+    assert format_p(1 / 1000, 1 / 1000) == "p ≤ 0.001"
+
+
+def test_permutation_plan_relabels_within_pairs_or_splits_the_pool() -> None:
+    names = ["a", "b", "c"]
+    wa, wb, paired = permutation_plan(names, names[::-1], 200, seed=2)
+    assert paired and wa.shape == (200, 6) and ((wa + wb) == 1).all()
+    # one file of each pair in A': file i of A (column i) or its namesake in B (column 3 + 2 - i)
+    for i in range(3):
+        assert (wa[:, i] + wa[:, 5 - i] == 1).all()
+    assert 0.3 < wa[:, :3].mean() < 0.7  # swapped about half the time
+    wa, wb, paired = permutation_plan(names, ["x", "y"], 100, seed=2)
+    assert not paired and (wa.sum(axis=1) == 3).all() and (wb.sum(axis=1) == 2).all()
+    assert permutation_p_value(1.0, np.array([0.5, -2.0, 1.0, -0.1])) == pytest.approx(3 / 5)
 
 
 @pytest.mark.parametrize("paired", [False, True], ids=["independent", "paired-by-name"])
 def test_fad_p_values_are_uniform_under_h0(paired: bool) -> None:
     """200 seeded repetitions (~10 s each case): KS at the 1% level, and the 5% rejection rate within 3
     binomial standard errors (0.015) of 5%."""
-    ps = np.array([fad_p_value(seed, paired=paired) for seed in range(200)])
+    ps = np.array([fad_p_value(seed, paired=paired) for seed in range(200)])  # seeds 0..199, fixed
     assert scipy.stats.kstest(ps, "uniform").pvalue > 0.01
     assert abs(np.mean(ps < 0.05) - 0.05) < 3 * np.sqrt(0.05 * 0.95 / len(ps))
 
@@ -134,13 +176,17 @@ def test_kad_p_values_are_uniform_under_h0() -> None:
 
 if __name__ == "__main__":  # the large run: python -m tests.unit.metrics.test_paired [reps]
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    for paired in (False, True):
-        started = time.time()
-        ps = np.array([fad_p_value(seed, paired=paired) for seed in range(reps)])
-        print(f"fad H0 paired={paired}: KS p={scipy.stats.kstest(ps, 'uniform').pvalue:.3f} "
-              f"rate5={np.mean(ps < 0.05):.3f} rate10={np.mean(ps < 0.10):.3f} ({time.time() - started:.0f} s)")
-    for shift in (0.1, 0.2, 0.3):
+    for name, fn in (("fad permutation", fad_p_value), ("kad permutation", kad_p_value),
+                     ("fad bootstrap (not shipped)", bootstrap_p_value)):
         for paired in (False, True):
-            ps = np.array([fad_p_value(10**5 + seed, shift, paired) for seed in range(reps // 2)])
-            print(f"power shift={shift} paired={paired}: bootstrap {np.mean(ps < 0.05):.3f} "
-                  f"oracle {oracle_power(shift, paired):.3f}", flush=True)
+            started = time.time()
+            ps = np.array([fn(seed, paired=paired) for seed in range(reps)])
+            print(f"{name} H0 paired={paired}: KS p={scipy.stats.kstest(ps, 'uniform').pvalue:.3f} "
+                  f"rate5={np.mean(ps < 0.05):.3f} rate10={np.mean(ps < 0.10):.3f} ({time.time() - started:.0f} s)",
+                  flush=True)
+    for shift in (0.1, 0.2):
+        for paired in (False, True):
+            ps = np.array([fad_p_value(10**5 + seed, shift, paired, reference_seed=POWER_REFERENCE)
+                           for seed in range(reps)])
+            print(f"power shift={shift} paired={paired}: permutation {np.mean(ps < 0.05):.3f} "
+                  f"oracle {oracle_power(shift, paired, POWER_REFERENCE):.3f}", flush=True)
