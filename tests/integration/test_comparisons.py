@@ -4,6 +4,9 @@ computed here independently (scipy's sqrtm, scipy's pdist) on the embeddings of 
 
 from __future__ import annotations
 
+import asyncio
+import re
+import sys
 from pathlib import Path
 
 import httpx
@@ -12,9 +15,10 @@ import pytest
 import scipy.spatial.distance as ssd
 import soundfile as sf
 
-from soundcheck.client import Client
+from soundcheck.client import AsyncClient, Client
 from soundcheck.comparespec import ComparisonView
 from soundcheck.serve import Service
+from tests.conftest import run
 from tests.integration.test_end_to_end import embed_directory, textbook_fad
 
 
@@ -107,3 +111,35 @@ def test_comparison_requests_are_checked_at_the_door(service: Service, example_s
                                 json={"reference": ref, "candidates": [ref, "y"], "metrics": ["ndb"]})
         assert bad_metric.status_code == 422
         assert httpx.get(f"{service.url}/v1/comparisons/nope").status_code == 404
+
+
+def test_cli_compare_prints_the_pair_table_and_sentences(service: Service, example_sets, noisy_set) -> None:
+    ref_dir, cand_dir = example_sets
+    cmd = [sys.executable, "-m", "soundcheck.cli", "--url", service.url, "compare", str(ref_dir), str(cand_dir),
+           str(noisy_set), "--metrics", "fad", "--resamples", "50", "--no-start"]
+    done = run(cmd, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert "candidate" in done.stdout and "noisy vs candidate" in done.stdout  # labels: the directory names
+    (line,) = [s for s in done.stdout.splitlines() if " FAD " in s and s.startswith("noisy ")]
+    assert re.search(r"(has (lower|higher)|do not differ significantly in) FAD", line), line
+    as_json = run([*cmd, "--json"], timeout=240)
+    view = ComparisonView.model_validate_json(as_json.stdout)
+    assert view.status == "finished" and view.result.pairs[0].metrics["fad"].sentence == line.strip()
+
+
+def test_async_client_compares_like_the_sync_one(service: Service, example_sets, noisy_set) -> None:
+    async def go() -> tuple[ComparisonView, ComparisonView]:
+        async with AsyncClient(service.url) as client:
+            ids = [(await client.upload(d)).id for d in (example_sets[0], example_sets[1], noisy_set)]
+            view = await client.compare(ids[0], ids[1:], metrics=["fad"], options={"resamples": 50},
+                                        poll_s=0.1, timeout_s=240)
+            listed = await client.comparisons()
+            assert view.id in [c.id for c in listed]
+        with Client(service.url) as sync:
+            again = sync.compare(ids[0], ids[1:], metrics=["fad"], options={"resamples": 50}, poll_s=0.1,
+                                 timeout_s=240)
+        return view, again
+
+    view, again = asyncio.run(go())
+    assert view.status == again.status == "finished"
+    assert view.result.pairs[0].metrics["fad"] == again.result.pairs[0].metrics["fad"]  # seeded: identical
