@@ -105,6 +105,7 @@ def compare_embeddings(metrics: Sequence[str], labels: Sequence[str], candidates
                                     options.seed)
     scores: dict[str, list[tuple[float, np.ndarray]]] = {}
     extra: dict[str, dict] = {}
+    warnings: list[str] = []
     #: per metric: (pooled files of two sets, weights of A', weights of B') -> (metric of A', metric of B')
     pooled_scorers: dict[str, Callable[[list[np.ndarray], np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {}
     for metric in dict.fromkeys(metrics):
@@ -137,6 +138,10 @@ def compare_embeddings(metrics: Sequence[str], labels: Sequence[str], candidates
             scores[metric] = kad_scores(ref, cand_frames, weights, options.kad.scale, kad_device, cap, checkpoint)
             pooled_scorers[metric] = kad_pooled(ref, options.kad.scale, kad_device, cap, checkpoint)
             extra[metric] = {"bandwidth": ref.bandwidth, "bandwidth_source": ref.source, "scale": options.kad.scale}
+            sizes = sorted(sum(len(f) for f in frames) for frames in cand_frames)
+            if cap and sizes[-1] + sizes[-2] > cap:
+                warnings.append(f"kad: sets over {cap} frames (SOUNDCHECK_KAD_MAX_FRAMES) are scored on a seeded "
+                                "subsample, and the permutation test on a subsample of the two sets pooled")
         else:
             raise MetricInputError(f"metric {metric!r} cannot be compared yet; choose from fad, kad")
     candidates_out = [{"label": label, "n_files": len(files), "frames": int(sum(len(f) for f in frames)),
@@ -159,4 +164,4 @@ def compare_embeddings(metrics: Sequence[str], labels: Sequence[str], candidates
                       "metrics": entries})
     return json_safe({"candidates": candidates_out, "pairs": pairs, "metric_details": extra,
                       "resamples": options.resamples, "confidence": options.confidence, "seed": options.seed,
-                      "metric_versions": {m: metric_versions()[m] for m in scores}})
+                      "metric_versions": {m: metric_versions()[m] for m in scores}, "warnings": warnings})

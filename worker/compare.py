@@ -90,7 +90,7 @@ def run_comparison(redis: Redis, comparison_id: str, spec: ComparisonCreate, sto
                               kad_max_frames=settings.kad_max_frames or None)
     for entry, dataset in zip(part["candidates"], spec.candidates, strict=True):
         entry["dataset"] = dataset
-    warnings = []
+    warnings = part.pop("warnings", [])
     rates = {tuple(reference.sample_rates)} | {tuple(c.sample_rates) for c in candidates}
     if len(rates) > 1:
         warnings.append("the sets have different sample rates: resampling can change the numbers")

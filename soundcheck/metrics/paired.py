@@ -1,7 +1,6 @@
-"""Paired bootstrap comparison of candidates scored against one reference: difference, interval, p-value.
-
-Pure float64 maths on bootstrap replicates; the replicates themselves come from the metric code
-(``FileGaussians.fad``, ``KernelTerms.point_and_resamples``) called with the weights of ``resample_plan``.
+"""Paired comparison of candidates scored against one reference: difference, bootstrap interval, permutation
+p-value. Pure float64 maths on replicates; the replicates come from the metric code (``FileGaussians.fad``,
+``KernelTerms``) called with the 0/1 or multiplicity weights of ``resample_plan`` and ``permutation_plan``.
 
 Why the reference is held fixed: every candidate is scored against the same reference statistics (the cached
 ones the evaluation jobs use), so each resample of the comparison applies the *same* reference to every
