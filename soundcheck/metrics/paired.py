@@ -21,10 +21,10 @@ else the pooled files split at random into sets of the original sizes -- and
 (two-sided; Phipson & Smyth 2010 for the +1). Under H0 every relabelling is as likely as the observed labels,
 so p is uniform up to its resolution 1/(P+1) at any set size, metric bias and dimension: calibrated by
 construction. The bootstrap alternative, p = 2 min(1 + #{T >= D}, 1 + #{T <= D}) / (B + 1) with T = D* - D
-(``p_value``; the p-value of the basic interval), was measured conservative for FAD (the bootstrap spread of
-FAD is wider than its sampling spread: 40 files x 3 frames, 4-d, rejection rate 2.2-3.8% at nominal 5% and a
-KS p-value of 0.004 over 400 repetitions), so it is kept only for the tests and the record. The price of
-exactness: a permutation p-value and the bootstrap interval may disagree near the boundary (p just under
+(``p_value``; the p-value of the basic interval), is only asymptotically calibrated (it assumes the bootstrap
+spread of D is its sampling spread, which FAD's nonlinear covariance term does not promise at small sizes); it
+is kept for the record and the simulation (docs/metrics-reference.md has both measured). The price of
+exactness: the permutation p-value and the bootstrap interval may disagree near the boundary (p just under
 alpha with 0 just inside the interval); the sentence names a winner by the p-value.
 """
 
