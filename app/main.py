@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api import comparisons
 from app.api.auth import REQUEST_ID, Guard, RequestId, check_binding, route_path
 from app.api.deps import require_token
 from app.api.problems import allowed_methods, install_openapi
@@ -220,7 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_openapi(app, secured=bool(settings.accepted_tokens))
     secured = [Depends(require_token)]
-    for module in (health, datasets, jobs, models, metrics, presets, runs_routes):
+    for module in (health, datasets, jobs, models, metrics, presets, runs_routes, comparisons):
         app.include_router(module.router, prefix="/v1", dependencies=secured if module is not health else [])
     app.include_router(audio.router, prefix="/v1")  # each route checks the token itself (or an audio URL's signature)
 

@@ -1,4 +1,4 @@
-"""`soundcheck`: serve, demo, eval, datasets, jobs, models, worker, gc, examples.
+"""`soundcheck`: serve, demo, eval, compare, datasets, jobs, models, worker, gc, examples.
 
 `soundcheck eval` talks to a running service, or starts the embedded one for the duration of the command.
 """
@@ -327,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.set_defaults(func=cmd_examples)
     cli_runs.add_parser(sub, lambda a: Client(_url(a), token=get_settings().api_token), out)  # issue 11: runs
+
+    from soundcheck.cli_compare import add_compare_parser  # here: it imports this module's helpers
+
+    add_compare_parser(sub)
     return parser
 
 

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from soundcheck.background import BACKGROUND_RETRY, AsyncSubmission, Submission, Submitter, describe, log, log_retry
+from soundcheck.comparespec import ComparisonCreate, ComparisonView
 from soundcheck.jobspec import DatasetView, JobCreate, JobView, RunSummary, RunView
 from soundcheck.results import EvaluationResult, job_result
 from soundcheck.retry import NOT_SENT, Attempts, RetryPolicy
@@ -118,6 +119,15 @@ def _local(source: DatasetRef) -> Path | None:
 
 def _runs_path(name: str) -> str:
     return f"/v1/runs/{name}"  # JobCreate's RUN_NAME pattern keeps names URL-safe
+
+
+def _comparison_body(reference: str, candidates: Sequence[str], embedding: str, metrics: Sequence[str] | None,
+                     options: dict[str, Any] | None, labels: Sequence[str] | None) -> dict[str, Any]:
+    """POST /v1/comparisons body, validated here so a bad request fails before it is sent."""
+    spec = ComparisonCreate(reference=reference, candidates=list(candidates), embedding=embedding,
+                            metrics=list(metrics or ["fad"]), options=options or {},
+                            labels=list(labels) if labels else None)
+    return spec.model_dump(mode="json", exclude_none=True)
 
 
 def _timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
@@ -365,6 +375,39 @@ class Client:
         """Submit and wait; the finished (or failed) job view."""
         return self.wait(self.submit(reference, candidate, embedding, metrics, options).id, **wait_kwargs)
 
+    # --- comparisons (POST/GET /v1/comparisons) ---
+    def submit_comparison(self, reference: str, candidates: Sequence[str], embedding: str = "mel",
+                          metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
+                          labels: Sequence[str] | None = None) -> ComparisonView:
+        body = _comparison_body(reference, candidates, embedding, metrics, options, labels)
+        return ComparisonView.model_validate(self._json("POST", "/v1/comparisons", json=body))
+
+    def comparison(self, comparison_id: str) -> ComparisonView:
+        return ComparisonView.model_validate(self._json("GET", f"/v1/comparisons/{comparison_id}"))
+
+    def comparisons(self, limit: int = 50) -> list[ComparisonView]:
+        return [ComparisonView.model_validate(c) for c in self._json("GET", "/v1/comparisons", params={"limit": limit})]
+
+    def wait_comparison(self, comparison_id: str, poll_s: float = 0.5, timeout_s: float | None = None,
+                        on_progress: Callable[[ComparisonView], None] | None = None) -> ComparisonView:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            view = self.comparison(comparison_id)
+            if on_progress is not None:
+                on_progress(view)
+            if view.status in TERMINAL:
+                return view
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"comparison {comparison_id} still {view.status} after {timeout_s} s")
+            time.sleep(poll_s)
+
+    def compare(self, reference: str, candidates: Sequence[str], embedding: str = "mel",
+                metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
+                labels: Sequence[str] | None = None, **wait_kwargs: Any) -> ComparisonView:
+        """Submit a comparison and wait; the finished (or failed) view."""
+        view = self.submit_comparison(reference, candidates, embedding, metrics, options, labels)
+        return self.wait_comparison(view.id, **wait_kwargs)
+
 
 class AsyncClient:
     """Asynchronous twin of :class:`Client` for event-loop code (training loops, notebooks): the same methods,
@@ -555,3 +598,40 @@ class AsyncClient:
         """Submit and wait; the finished (or failed) job view."""
         return await self.wait((await self.submit(reference, candidate, embedding, metrics, options)).id,
                                **wait_kwargs)
+
+
+    # --- comparisons (POST/GET /v1/comparisons) ---
+    async def submit_comparison(self, reference: str, candidates: Sequence[str], embedding: str = "mel",
+                                metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
+                                labels: Sequence[str] | None = None) -> ComparisonView:
+        body = _comparison_body(reference, candidates, embedding, metrics, options, labels)
+        return ComparisonView.model_validate(await self._json("POST", "/v1/comparisons", json=body))
+
+    async def comparison(self, comparison_id: str) -> ComparisonView:
+        return ComparisonView.model_validate(await self._json("GET", f"/v1/comparisons/{comparison_id}"))
+
+    async def comparisons(self, limit: int = 50) -> list[ComparisonView]:
+        return [ComparisonView.model_validate(c)
+                for c in await self._json("GET", "/v1/comparisons", params={"limit": limit})]
+
+    async def wait_comparison(self, comparison_id: str, poll_s: float = 0.5, timeout_s: float | None = None,
+                              on_progress: Callable[[ComparisonView], Any] | None = None) -> ComparisonView:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            view = await self.comparison(comparison_id)
+            if on_progress is not None:
+                outcome = on_progress(view)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            if view.status in TERMINAL:
+                return view
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"comparison {comparison_id} still {view.status} after {timeout_s} s")
+            await asyncio.sleep(poll_s)
+
+    async def compare(self, reference: str, candidates: Sequence[str], embedding: str = "mel",
+                      metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
+                      labels: Sequence[str] | None = None, **wait_kwargs: Any) -> ComparisonView:
+        """Submit a comparison and wait; the finished (or failed) view."""
+        view = await self.submit_comparison(reference, candidates, embedding, metrics, options, labels)
+        return await self.wait_comparison(view.id, **wait_kwargs)

@@ -79,6 +79,9 @@ export const api = {
   metrics: (opts) => request("GET", "/v1/metrics", undefined, opts),
   audioUrl: (dataset, name) => request("GET", `/v1/datasets/${encodeURIComponent(dataset)}/files/`
     + `${name.split("/").map(encodeURIComponent).join("/")}/audio-url`),
+  // comparisons
+  comparison: (id, opts) => request("GET", `/v1/comparisons/${encodeURIComponent(id)}`, undefined, opts),
+  submitComparison: (spec) => request("POST", "/v1/comparisons", spec),
 };
 
 /**

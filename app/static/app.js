@@ -2,6 +2,7 @@
 // The job detail view lives in job.js. Plain ES modules, no build step, nothing fetched from outside.
 import {api, ApiError, getToken, setToken, uploadDataset} from "./api.js";
 import {fmt, fmtBytes, fmtDuration, fmtTime, h, progressBar, setChildren, shortId, statusBadge} from "./dom.js";
+import {showComparison, showCompareForm} from "./compare.js";
 import {showJob} from "./job.js";
 import {loadMetricInfo, metricNames, title as metricTitle} from "./metrics.js";
 import {showRun, showRuns} from "./runs.js";
@@ -344,6 +345,20 @@ function route() {
   if (state.stopJobView) state.stopJobView();
   state.stopJobView = null;
   const match = location.hash.match(/^#\/jobs\/([^/?#]+)/);
+  // comparisons: #/compare (the form) and #/comparisons/<id> (compare.js)
+  const comparison = location.hash.match(/^#\/comparisons\/([^/?#]+)/);
+  const compareForm = /^#\/compare\/?$/.test(location.hash);
+  $("view-compare").hidden = !(comparison || compareForm);
+  if (comparison || compareForm) {
+    $("view-home").hidden = true;
+    $("view-job").hidden = true;
+    $("view-runs").hidden = true;
+    document.body.dataset.view = "compare";
+    clearTimeout(state.jobsTimer);
+    state.stopJobView = comparison ? showComparison($("view-compare"), decodeURIComponent(comparison[1]))
+      : showCompareForm($("view-compare"));
+    return;
+  }
   const runs = location.hash.match(/^#\/runs(?:\/([^/?#]+))?\/?$/);  // issue 11: runs list and run page
   $("view-home").hidden = Boolean(match || runs);
   $("view-job").hidden = !match;
