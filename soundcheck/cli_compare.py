@@ -31,9 +31,10 @@ def _fmt(x: float | None) -> str:
 def comparison_table(view: ComparisonView) -> Table:
     """One row per pair and metric: both values, the difference b − a, its interval and p-value."""
     result = view.result
-    table = Table(title=f"soundcheck comparison {view.id[:12]} — embedding {view.spec.embedding}")
-    for col in ("pair (b vs a)", "metric", "a", "b", "b − a", f"{round(100 * view.spec.options.confidence)}% interval",
-                "p"):
+    embedding = view.spec.embedding if view.spec else "?"
+    level = round(100 * view.spec.options.confidence) if view.spec else 95
+    table = Table(title=f"soundcheck comparison {view.id[:12]} — embedding {embedding}")
+    for col in ("pair (b vs a)", "metric", "a", "b", "b − a", f"{level}% interval", "p"):
         table.add_column(col, justify="left" if col in ("pair (b vs a)", "metric") else "right")
     for pair in result.pairs if result is not None else []:
         for metric, d in pair.metrics.items():

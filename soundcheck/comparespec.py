@@ -117,7 +117,8 @@ class ComparisonView(BaseModel):
 
     id: str
     status: JobStatus
-    spec: ComparisonCreate
+    spec: ComparisonCreate | None = Field(description="The request; null only for a stored record that can no "
+                                          "longer be read (then status is failed and error says why).")
     progress: Progress
     created_at: datetime | None = None
     started_at: datetime | None = None

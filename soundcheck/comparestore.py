@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import WatchError
@@ -46,15 +47,22 @@ class ComparisonStore:
         raw, result = self.redis.mget(COMPARISON_KEY.format(comparison_id), COMPARISON_RESULT_KEY.format(comparison_id))
         if raw is None:
             return None
-        view = ComparisonView.model_validate_json(raw)
+        view = read_view(comparison_id, raw)
         if with_result and view.status == "finished" and result is not None:
-            view = view.model_copy(update={"result": ComparisonResult.model_validate_json(result)})
+            try:
+                view = view.model_copy(update={"result": ComparisonResult.model_validate_json(result)})
+            except (ValidationError, ValueError) as exc:
+                view = _unreadable(comparison_id, f"its stored result cannot be read ({type(exc).__name__})")
         return view
 
     def list(self, limit: int = 50) -> list[ComparisonView]:
         ids = [i.decode() if isinstance(i, bytes) else i for i in self.redis.zrevrange(COMPARISON_INDEX, 0, limit - 1)]
         raws = self.redis.mget([COMPARISON_KEY.format(i) for i in ids]) if ids else []
-        return [ComparisonView.model_validate_json(r) for r in raws if r is not None]
+        return [read_view(i, r) for i, r in zip(ids, raws, strict=True) if r is not None]
+
+    def open_ids(self, limit: int = 500) -> list[str]:
+        """Recent comparisons not finished or failed (for the workers' maintenance)."""
+        return [v.id for v in self.list(limit) if v.status not in TERMINAL]
 
     def _update(self, comparison_id: str, change: Callable[[ComparisonView], dict[str, Any]] | None = None,
                 **fields: Any) -> ComparisonView | None:
@@ -93,3 +101,16 @@ class ComparisonStore:
     def fail(self, comparison_id: str, error: str) -> bool:
         return self._update(comparison_id, lambda v: {"progress": v.progress.model_copy(update={"stage": "failed"})},
                             status="failed", ended_at=_now(), error=error) is not None
+
+
+def _unreadable(comparison_id: str, why: str) -> ComparisonView:
+    return ComparisonView(id=comparison_id, status="failed", spec=None, progress=Progress(stage="failed"),
+                          error=f"the comparison record cannot be used: {why}; submit the comparison again")
+
+
+def read_view(comparison_id: str, raw: bytes | str) -> ComparisonView:
+    """A stored record, or a failed view saying why it cannot be read (never an exception: GET answers)."""
+    try:
+        return ComparisonView.model_validate_json(raw)
+    except (ValidationError, ValueError) as exc:
+        return _unreadable(comparison_id, f"it is not a comparison record this version can read ({type(exc).__name__})")

@@ -155,3 +155,32 @@ def reconcile_open_jobs(redis: Redis) -> int:
                                "submit it again")
             failed += 1
     return failed
+
+
+def reconcile_open_comparisons(redis: Redis) -> int:
+    """Fail comparison records whose RQ job ended without the task saying so (its worker died: RQ's abandoned
+    job handling marks it failed) or vanished; a comparison is not retried, its error says to submit it again."""
+    from soundcheck.comparestore import ComparisonStore
+
+    store = ComparisonStore(redis)
+    ids = store.open_ids()
+    if not ids:
+        return 0
+    pipe = redis.pipeline(transaction=False)
+    for cid in ids:
+        pipe.hget(Job.key_for(f"comparison-{cid}"), "status")
+    failed = 0
+    now = datetime.now(UTC)
+    views = {v.id: v for v in store.list(500)}
+    for cid, raw_status in zip(ids, pipe.execute(), strict=True):
+        status = raw_status.decode() if raw_status else None
+        view = views.get(cid)
+        if view is None or view.status in TERMINAL:
+            continue
+        if status is None:
+            age = (now - view.created_at).total_seconds() if view.created_at else 1e9
+            if age > ENQUEUE_GRACE_S and not redis.exists(Job.key_for(f"comparison-{cid}")):
+                failed += store.fail(cid, "the queued comparison vanished from Redis; submit it again")
+        elif status in (JobStatus.FAILED.value, JobStatus.STOPPED.value, JobStatus.CANCELED.value):
+            failed += store.fail(cid, "the worker stopped without finishing the comparison; submit it again")
+    return failed

@@ -38,7 +38,7 @@ from rq.worker import WorkerStatus
 
 from soundcheck.jobstore import MAINTENANCE_KEY, WORKER_MODELS_FIELD
 from soundcheck.presets import PRESETS
-from soundcheck.queueing import queue, reconcile_open_jobs
+from soundcheck.queueing import queue, reconcile_open_comparisons, reconcile_open_jobs
 from soundcheck.settings import Settings, get_settings
 from worker.runtime import Runtime, load_runtime, set_runtime
 
@@ -223,6 +223,10 @@ class SoundcheckWorker(SimpleWorker):
             failed = reconcile_open_jobs(self.connection)
             if failed:
                 log.warning("worker %s: failed %d job records whose RQ job ended or vanished", self.name, failed)
+            failed = reconcile_open_comparisons(self.connection)
+            if failed:
+                log.warning("worker %s: failed %d comparison records whose RQ job ended or vanished", self.name,
+                            failed)
 
 
     # --- Redis outages: where RQ's work loop would quit on a connection error, log it and carry on ---

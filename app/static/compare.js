@@ -138,8 +138,8 @@ function render(view) {
   const p = view.progress || {done: 0, total: 0, stage: ""};
   const parts = [
     h("h1", {class: "job-title"}, "Comparison ", h("code", {id: "comparison-id", title: view.id}, view.id)),
-    h("p", {class: "muted"}, `reference ${label(view.spec.reference)} · embedding ${view.spec.embedding} · ` +
-      `created ${fmtTime(view.created_at)}`),
+    view.spec ? h("p", {class: "muted"}, `reference ${label(view.spec.reference)} · embedding ${view.spec.embedding} · `
+      + `created ${fmtTime(view.created_at)}`) : null,
     h("div", {class: "status-block", dataset: {testid: "comparison-status"}}, statusBadge(view.status),
       progressBar(p.done, p.total, "comparison progress"),
       h("span", {class: "muted"}, p.total ? `${p.done} / ${p.total} files · ${p.stage}` : p.stage)),
