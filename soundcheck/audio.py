@@ -159,3 +159,25 @@ def load_mono(path: Path | str, sample_rate: int, name: str | None = None, *,
     if stream is not None:
         out.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
     return out.result()
+
+
+def load_channels(path: Path | str, sample_rate: int, channels: int, name: str | None = None, *,
+                  block_frames: int | None = None) -> np.ndarray:
+    """Decode and resample keeping the channels: ``[frames]`` for ``channels == 1`` (:func:`load_mono`), else
+    ``[frames, max(file channels, channels)]`` float32: every channel of the file (a model picks its own, after
+    normalising over all of them as stable-audio-metrics does), a file with fewer repeating its last one (a mono
+    file gives L = R, as openl3_fd). Streamed like :func:`load_mono`; the same soxr engine per channel."""
+    if channels == 1:
+        return load_mono(path, sample_rate, name, block_frames=block_frames)
+    info = probe(path, name)
+    rate, width = info.sample_rate, max(info.channels, channels)
+    stream = None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, width, dtype="float32",
+                                                                  quality=SOXR_QUALITY)
+    parts = []
+    for block in iter_blocks(path, name, block_frames):
+        data = block[:, None] if block.ndim == 1 else block
+        picked = np.ascontiguousarray(data[:, [min(c, data.shape[1] - 1) for c in range(width)]], dtype=np.float32)
+        parts.append(picked if stream is None else stream.resample_chunk(picked))
+    if stream is not None:
+        parts.append(stream.resample_chunk(np.zeros((0, width), np.float32), last=True))
+    return np.concatenate(parts, axis=0) if parts else np.zeros((0, width), np.float32)

@@ -42,8 +42,10 @@ def read_entry(entry: FileEntry, blobs: BlobStore) -> Path:
     return path
 
 
-def load_wave(entry: FileEntry, blobs: BlobStore, sample_rate: int) -> np.ndarray:
-    return audio.load_mono(read_entry(entry, blobs), sample_rate, entry.name)
+def load_wave(entry: FileEntry, blobs: BlobStore, sample_rate: int, channels: int = 1) -> np.ndarray:
+    """The waveform a model sees: mono ``[frames]``, or ``[frames, channels]`` for a model that reads channels
+    (``input_channels``, e.g. the stable-audio OpenL3 variants)."""
+    return audio.load_channels(read_entry(entry, blobs), sample_rate, channels, entry.name)
 
 
 def chunks(items: Sequence[FileEntry], size: int, seconds: float = SECONDS_PER_CHUNK
@@ -89,7 +91,7 @@ def embed_stream(
                 yield i, hit
                 continue
             started = time.perf_counter()
-            wave = load_wave(entry, blobs, model.spec.sample_rate)
+            wave = load_wave(entry, blobs, model.spec.sample_rate, getattr(model, "input_channels", 1))
             _add(timing, "decode", started)
             yield i, wave
 

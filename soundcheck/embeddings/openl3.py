@@ -193,8 +193,8 @@ class OpenL3Embedding(EmbeddingModel):
     content_type = "music"
     embedding_size = 512
     channels = "mono"  # "mono" | "stable-audio"
-    #: Channels :meth:`frontend` wants to see (``[frames]`` or ``[frames, channels]``): a caller that downmixes
-    #: before calling a model with 2 here gives it L = R (the embedding is then [M | M], M the downmix).
+    #: Channels :meth:`frontend` wants to see (``[frames]`` or ``[frames, channels]``); the pipeline decodes that
+    #: many (soundcheck.audio.load_channels). A caller that downmixes first gives it L = R ([M | M]).
     input_channels = 1
     frontend_version = "1"
 
@@ -257,6 +257,8 @@ def _variant(content_type: str, size: int, channels: str) -> type[OpenL3Embeddin
     model_id = f"openl3-mel256-{content_type}-{size}" + ("-stable-audio" if channels == "stable-audio" else "")
     attrs = {"spec": SPECS[model_id], "content_type": content_type, "embedding_size": size, "channels": channels,
              "input_channels": 2 if channels == "stable-audio" else 1,
+             # 2: the worker decodes both channels (before, it downmixed first: [M | M])
+             "frontend_version": "2" if channels == "stable-audio" else "1",
              "__doc__": f"OpenL3 mel256 {content_type} {size}-d, channels {channels!r} ({model_id})."}
     return type(f"OpenL3{content_type.title()}{size}{'StableAudio' if channels != 'mono' else ''}",
                 (OpenL3Embedding,), attrs)

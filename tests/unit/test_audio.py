@@ -122,3 +122,19 @@ def test_streamed_load_of_a_long_multichannel_file_holds_one_block(tmp_path: Pat
     assert len(wave) == 60 * 16000
     decoded_bytes = 60 * 48000 * 8 * 4
     assert peak < wave.nbytes + 4 * audio.BLOCK_SAMPLES * 8 < decoded_bytes, (peak, decoded_bytes)
+
+
+def test_load_channels_keeps_every_channel_resampled_as_one_shot_soxr(tmp_path) -> None:
+    """What a model that reads channels gets (the stable-audio OpenL3 variants): each channel resampled exactly
+    as soxr's one-shot call on the whole file, a mono file as L = R."""
+    rng = np.random.default_rng(3)
+    three = rng.uniform(-0.5, 0.5, (44100 * 2 + 17, 3)).astype(np.float32)
+    sf.write(tmp_path / "three.wav", three, 44100, subtype="FLOAT")
+    got = audio.load_channels(tmp_path / "three.wav", 48000, 2, block_frames=5000)
+    np.testing.assert_array_equal(got, soxr.resample(three, 44100, 48000, quality=audio.SOXR_QUALITY))
+    sf.write(tmp_path / "mono.wav", three[:, 0], 48000, subtype="FLOAT")
+    mono = audio.load_channels(tmp_path / "mono.wav", 48000, 2)
+    assert mono.shape == (len(three), 2)
+    np.testing.assert_array_equal(mono[:, 0], three[:, 0])
+    np.testing.assert_array_equal(mono[:, 1], three[:, 0])
+    np.testing.assert_array_equal(audio.load_channels(tmp_path / "mono.wav", 48000, 1), three[:, 0])

@@ -294,3 +294,27 @@ def test_stable_audio_uses_channels_0_and_1_of_a_multichannel_file(openl3_loaded
     expected = np.stack([window_rows((three[:, c].astype(np.float64) * gain).astype(np.float32), 24000)
                          for c in (0, 1)], axis=1)
     np.testing.assert_array_equal(openl3_loaded[STABLE].frontend(three), expected)
+
+
+def test_the_pipeline_gives_the_stable_audio_variant_both_channels(openl3_loaded, tmp_path: Path) -> None:
+    """Through the path every job takes (decode → model): a stereo file reaches the [L | R] variant as stereo,
+    not downmixed, so its halves are the two channels' embeddings; the mono variant still gets the downmix."""
+    import soundfile as sf
+
+    from soundcheck.datastore import BlobStore
+    from soundcheck.embeddings.base import sha256_file
+    from soundcheck.jobspec import FileEntry
+    from soundcheck.pipeline import embed_files
+
+    stereo = music(1.5, seed=9, channels=2)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, stereo, SR48, subtype="FLOAT")
+    entry = FileEntry(name="stereo.wav", sha256=sha256_file(path), bytes=path.stat().st_size, duration_s=1.5,
+                      sample_rate=SR48, channels=2, format="WAV", path=str(path))
+    blobs = BlobStore(tmp_path / "blobs")
+    got = embed_files([entry], openl3_loaded[STABLE], blobs, None)[0].frames
+    np.testing.assert_array_equal(got, openl3_loaded[STABLE].embed([stereo])[0].frames)
+    half = got.shape[1] // 2
+    assert np.abs(got[:, :half] - got[:, half:]).max() > 1e-3  # L and R differ: not [M | M]
+    mono = embed_files([entry], openl3_loaded[MUSIC_512], blobs, None)[0].frames
+    np.testing.assert_array_equal(mono, openl3_loaded[MUSIC_512].embed([stereo.mean(axis=1)])[0].frames)
