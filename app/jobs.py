@@ -52,8 +52,7 @@ def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
         raise JobRequestError(f"no live worker has model {spec.embedding!r} loaded{why}")
 
 
-def create_job(redis: Redis, settings: Settings, spec: JobCreate) -> JobView:
-    manifests = ManifestStore(redis, settings.data_dir / "datasets")
+def create_job(redis: Redis, settings: Settings, spec: JobCreate, manifests: ManifestStore) -> JobView:
     pipe = redis.pipeline(transaction=False)
     for dataset in (spec.reference, spec.candidate):
         pipe.exists(DATASET_KEY.format(dataset))
@@ -61,7 +60,7 @@ def create_job(redis: Redis, settings: Settings, spec: JobCreate) -> JobView:
         # in Redis: no need to read a manifest of 100,000 files; else the mirror on disk may restore it
         if not present and manifests.get(getattr(spec, role)) is None:
             raise JobRequestError(f"{role} dataset {getattr(spec, role)!r} not found; POST /v1/datasets first", 404)
-    check_job(redis, settings, spec)
+    check_job(spec, manifests, settings)
     _check_models(spec, live_workers(redis, settings))
     job_id = uuid.uuid4().hex
     needs_model = not set(spec.metrics) <= SIGNAL_METRICS

@@ -12,7 +12,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -25,6 +25,8 @@ from redis.lock import Lock
 from soundcheck import audio
 from soundcheck.jobspec import DatasetView, FileEntry
 from soundcheck.provenance import dataset_id
+from soundcheck.read_cache import ReadCache
+from soundcheck.storage import LocalStore, Storage, is_url
 
 DATASET_KEY = "sc:dataset:{}"
 DATASET_INDEX = "sc:datasets"
@@ -91,18 +93,13 @@ class BlobRefs:
             pipe.srem(BLOB_REFS_KEY.format(sha), manifest.id)
         pipe.execute()
 
-    def remove_if_unused(self, sha256: str, path: Path) -> int:
-        """Delete the blob file when nothing uses it; the bytes freed (0 when kept or absent)."""
+    def remove_if_unused(self, sha256: str, blobs: BlobStore) -> int:
+        """Delete the blob when nothing uses it; the bytes freed (0 when kept or absent)."""
         try:
             with self.lock(sha256):
                 if self.in_use(sha256):
                     return 0
-                try:
-                    size = path.stat().st_size
-                    path.unlink()
-                except FileNotFoundError:
-                    return 0
-                return size
+                return blobs.delete(sha256)
         except LockError:  # held elsewhere for 30 s: keep the blob (gc comes back)
             return 0
 
@@ -122,25 +119,75 @@ class BlobRefs:
 
 
 class BlobStore:
-    """Files under ``<root>/ab/<sha256>``; writes are atomic (temp file + rename).
+    """Blobs under ``<prefix>/ab/<sha256>`` of a :class:`Storage` (a bare directory: ``<root>/ab/<sha256>``).
+
+    Writes are atomic: the bytes are hashed into a local temp file, then published under their content key
+    (rename on a local store, temp key + server-side copy on an object store). On an object store the local
+    copy goes into this host's :class:`ReadCache`, and reads fetch through it, checking the sha256.
 
     With ``refs`` (the api), every blob written is claimed for this store's request until :meth:`release`,
     which removes the ones no dataset ended up referencing: a rejected upload leaves nothing behind."""
 
-    def __init__(self, root: Path, refs: BlobRefs | None = None) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | Storage, refs: BlobRefs | None = None, prefix: str = "",
+                 cache: ReadCache | None = None, remote_open: Callable[[str], IO[bytes]] | None = None) -> None:
+        self.storage = root if isinstance(root, Storage) else LocalStore(Path(root))
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.cache = cache
+        self.remote_open = remote_open
         self.refs = refs
         self.token = uuid.uuid4().hex
         self.touched: set[str] = set()
 
+    @property
+    def root(self) -> Path | None:
+        """The local directory of the blobs (None on an object store)."""
+        return self.storage.local_path(self.prefix.rstrip("/"))
+
+    def key(self, sha256: str) -> str:
+        return f"{self.prefix}{sha256[:2]}/{sha256}"
+
     def path(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256
+        """Where a blob is on a local store."""
+        path = self.storage.local_path(self.key(sha256))
+        if path is None:
+            raise TypeError("blobs on an object store have no path: use read_path()")
+        return path
+
+    def _cache(self) -> ReadCache:
+        if self.cache is None:
+            raise TypeError("reading an object store needs a local ReadCache")
+        return self.cache
+
+    def read_path(self, sha256: str) -> Path:
+        """A local file with the blob's bytes; FileNotFoundError when the store has no such blob, CorruptObject
+        when the stored bytes do not hash to ``sha256``."""
+        local = self.storage.local_path(self.key(sha256))
+        if local is not None:
+            if not local.is_file():
+                raise FileNotFoundError(local)
+            return local
+        key = self.key(sha256)
+        return self._cache().fetch("blobs", sha256, lambda: self.storage.open(key), f"{self.storage.url}/{key}")
+
+    def read_url(self, url: str, sha256: str) -> Path:
+        """A local copy of a registered object-store file, checked against the sha256 it was registered with."""
+        if self.remote_open is None:
+            raise TypeError("reading a registered URL needs a Stores context")
+        opener = self.remote_open
+        return self._cache().fetch("blobs", sha256, lambda: opener(url), url)
+
+    def _staging(self) -> Path:
+        root = self.root
+        if root is None:
+            return self._cache().staging()
+        root.mkdir(parents=True, exist_ok=True)
+        return root
 
     def put_stream(self, stream: IO[bytes], max_bytes: int, chunk: int = 1 << 20) -> tuple[str, int, Path]:
-        """Copy a stream into the store; return (sha256, size, path). Raises DatasetError over max_bytes."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Copy a stream into the store; return (sha256, size, a local path of the bytes). Raises DatasetError
+        over max_bytes."""
         digest, size = hashlib.sha256(), 0
-        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=INCOMING_PREFIX)
+        fd, tmp_name = tempfile.mkstemp(dir=self._staging(), prefix=INCOMING_PREFIX)
         try:
             with os.fdopen(fd, "wb") as out:
                 while block := stream.read(chunk):
@@ -151,27 +198,27 @@ class BlobStore:
                     digest.update(block)
                     out.write(block)
             sha = digest.hexdigest()
-            final = self.path(sha)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if self.refs is None:
-                self._link(tmp_name, final)
-            else:
+            if self.refs is not None:
+                # claimed under the blob's lock before it is published: gc's removal (under the same lock)
+                # sees the claim and keeps it, however long the upload to an object store takes
                 with self.refs.lock(sha):
                     self.refs.claim(sha, self.token)
                     self.touched.add(sha)
-                    self._link(tmp_name, final)
-            return sha, size, final
+            self.storage.publish_file(Path(tmp_name), self.key(sha))
+            local = self.storage.local_path(self.key(sha))
+            if local is None:
+                local = self._cache().adopt("blobs", sha, Path(tmp_name))
+            return sha, size, local
         except BaseException:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
             raise
 
-    @staticmethod
-    def _link(tmp_name: str, final: Path) -> None:
-        if final.exists():
-            os.unlink(tmp_name)
-        else:
-            os.replace(tmp_name, final)
+    def delete(self, sha256: str) -> int:
+        """Remove a blob (and this host's copy of it); the bytes freed in the store."""
+        if self.cache is not None and self.storage.remote:
+            self.cache.path("blobs", sha256).unlink(missing_ok=True)
+        return self.storage.delete(self.key(sha256))
 
     def release(self) -> int:
         """End of the request: drop its claims and remove the blobs it wrote that no dataset references
@@ -181,7 +228,7 @@ class BlobStore:
         freed = 0
         for sha in sorted(self.touched):
             self.refs.unclaim(sha, self.token)
-            freed += self.refs.remove_if_unused(sha, self.path(sha))
+            freed += self.refs.remove_if_unused(sha, self)
         self.touched.clear()
         return freed
 
@@ -278,9 +325,13 @@ def build_manifest(
 class ManifestStore:
     """Dataset manifests in Redis, mirrored as JSON files so a Redis loss does not lose a dataset."""
 
-    def __init__(self, redis: Redis, mirror_dir: Path) -> None:
+    def __init__(self, redis: Redis, mirror: Path | Storage, prefix: str = "") -> None:
         self.redis = redis
-        self.mirror_dir = Path(mirror_dir)
+        self.storage = mirror if isinstance(mirror, Storage) else LocalStore(Path(mirror))
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+
+    def _key(self, dataset: str) -> str:
+        return f"{self.prefix}{dataset}.json"
 
     def save(self, manifest: DatasetView, name: str | None = None) -> DatasetView:
         """Store a manifest; an existing one with the same id (same content) is kept and returned.
@@ -293,10 +344,7 @@ class ManifestStore:
             BlobRefs(self.redis).add_dataset(existing)  # idempotent; repairs references a lost Redis dropped
             return existing
         payload = manifest.model_dump_json()
-        self.mirror_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.mirror_dir / f".{manifest.id}.json.tmp"
-        tmp.write_text(payload)
-        os.replace(tmp, self.mirror_dir / f"{manifest.id}.json")
+        self.storage.write_bytes(self._key(manifest.id), payload.encode())
         pipe = self.redis.pipeline()
         pipe.set(DATASET_KEY.format(manifest.id), payload)
         pipe.zadd(DATASET_INDEX, {manifest.id: manifest.created_at.timestamp()})
@@ -314,24 +362,26 @@ class ManifestStore:
         pipe.zrem(DATASET_INDEX, dataset)
         pipe.hdel(DATASET_NAMES, dataset)
         pipe.execute()
-        (self.mirror_dir / f"{dataset}.json").unlink(missing_ok=True)
+        self.storage.delete(self._key(dataset))
         BlobRefs(self.redis).remove_dataset(view)
         return view
 
     def all_ids(self) -> list[str]:
         """Every dataset id, in Redis or only in the mirror (a Redis that lost its data)."""
         ids = {i.decode() if isinstance(i, bytes) else i for i in self.redis.zrange(DATASET_INDEX, 0, -1)}
-        if self.mirror_dir.is_dir():
-            ids.update(p.stem for p in self.mirror_dir.glob("*.json") if _is_hex_id(p.stem))
+        for obj in self.storage.list(self.prefix.rstrip("/")):
+            name = obj.key.rsplit("/", 1)[-1]
+            if name.endswith(".json") and _is_hex_id(name[:-5]):
+                ids.add(name[:-5])
         return sorted(ids)
 
     def get(self, dataset: str) -> DatasetView | None:
         raw = self.redis.get(DATASET_KEY.format(dataset))
         if raw is None:
-            mirror = self.mirror_dir / f"{dataset}.json"
-            if not _is_hex_id(dataset) or not mirror.is_file():
+            data = self.storage.read_bytes(self._key(dataset)) if _is_hex_id(dataset) else None
+            if data is None:
                 return None
-            raw = mirror.read_text()
+            raw = data.decode()
             self.redis.set(DATASET_KEY.format(dataset), raw)
         view = DatasetView.model_validate_json(raw)
         name = self.redis.hget(DATASET_NAMES, dataset)
@@ -363,5 +413,8 @@ def blob_shas(manifest: DatasetView) -> set[str]:
 
 
 def file_location(entry: FileEntry, blobs: BlobStore) -> Path:
-    """Where a manifest entry's bytes are: its registered path, else its blob."""
-    return Path(entry.path) if entry.path else blobs.path(entry.sha256)
+    """Where a manifest entry's bytes are on this host: its registered path (a local copy of a registered
+    object-store file), else its blob (fetched through the read cache from an object store)."""
+    if entry.path and is_url(entry.path):
+        return blobs.read_url(entry.path, entry.sha256)
+    return Path(entry.path) if entry.path else blobs.read_path(entry.sha256)
