@@ -64,7 +64,7 @@ class Storage(ABC):
         """The whole object, or None when absent."""
 
     @abstractmethod
-    def open(self, key: str, block_size: int = BLOCK_BYTES) -> IO[bytes]:
+    def open(self, key: str, block_size: int | None = None) -> IO[bytes]:
         """A binary reader (ranged GETs of ``block_size`` on an object store); FileNotFoundError when absent."""
 
     @abstractmethod
@@ -120,8 +120,8 @@ class LocalStore(Storage):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
-    def open(self, key: str, block_size: int = BLOCK_BYTES) -> IO[bytes]:
-        return self.local_path(key).open("rb", buffering=block_size)
+    def open(self, key: str, block_size: int | None = None) -> IO[bytes]:
+        return self.local_path(key).open("rb", buffering=block_size or BLOCK_BYTES)
 
     def exists(self, key: str) -> bool:
         return self.local_path(key).is_file()
@@ -183,8 +183,8 @@ class FsspecStore(Storage):
         except FileNotFoundError:
             return None
 
-    def open(self, key: str, block_size: int = BLOCK_BYTES) -> IO[bytes]:
-        return self.fs.open(self._full(key), "rb", block_size=block_size, cache_type="readahead")
+    def open(self, key: str, block_size: int | None = None) -> IO[bytes]:
+        return self.fs.open(self._full(key), "rb", block_size=block_size or BLOCK_BYTES, cache_type="readahead")
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self._full(key)))

@@ -13,11 +13,12 @@ from typing import IO, Any
 
 from redis import Redis
 
+from soundcheck import storage
 from soundcheck.datastore import BlobRefs, BlobStore, ManifestStore
 from soundcheck.embed_cache import EmbeddingCache
 from soundcheck.read_cache import ReadCache
 from soundcheck.settings import Settings
-from soundcheck.storage import BLOCK_BYTES, Storage, filesystem, open_storage, s3_options
+from soundcheck.storage import Storage, filesystem, open_storage, s3_options
 
 BLOBS = "blobs"
 MANIFESTS = "datasets"
@@ -58,9 +59,9 @@ class Stores:
             self._filesystems[protocol] = filesystem(url, self.s3)
         return self._filesystems[protocol]
 
-    def open_url(self, url: str, block_size: int = BLOCK_BYTES) -> IO[bytes]:
-        """A ranged reader of one object of a registered dataset."""
-        return self.filesystem(url).open(url, "rb", block_size=block_size, cache_type="readahead")
+    def open_url(self, url: str) -> IO[bytes]:
+        """A ranged reader of one object of a registered dataset (GETs of storage.BLOCK_BYTES)."""
+        return self.filesystem(url).open(url, "rb", block_size=storage.BLOCK_BYTES, cache_type="readahead")
 
 
 def local_stores(data_dir: Path, cache_max_bytes: int = 1 << 30) -> Stores:

@@ -24,6 +24,7 @@ from soundcheck.settings import Settings
 from soundcheck.storage import INCOMING, CorruptObject, FsspecStore, LocalStore
 from soundcheck.stores import Stores
 from tests.conftest import make_settings
+from tests.storage.conftest import make_bucket
 
 DAY = 24 * 3600.0
 
@@ -193,3 +194,53 @@ def test_embedding_cache_layout_on_a_local_store_is_the_data_dir_one(tmp_path: P
     cache = EmbeddingCache(tmp_path / "embeddings", "key")
     cache.put("c" * 64, Embedded(np.ones((2, 3), np.float32), None))
     assert (tmp_path / "embeddings" / "key" / "cc" / f"{'c' * 64}.npz").is_file()
+
+
+def test_a_large_blob_is_fetched_in_ranged_reads_of_one_block(
+        redis_server: str, tmp_path: Path, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import s3fs.core
+
+    from soundcheck import read_cache, storage
+
+    monkeypatch.setattr(storage, "BLOCK_BYTES", 1 << 20)
+    monkeypatch.setattr(read_cache, "BLOCK_BYTES", 1 << 20)
+    settings = _settings(redis_server, tmp_path, s3_endpoint, bucket)
+    data = os.urandom(5 * (1 << 20) + 123)
+    sha = Stores.from_settings(settings).blobs().put_stream(io.BytesIO(data), 10 << 20)[0]
+    ranges: list[tuple[int, int]] = []
+    original = s3fs.core.S3File._fetch_range
+
+    def spy(self, start: int, end: int) -> bytes:
+        ranges.append((start, end))
+        return original(self, start, end)
+
+    monkeypatch.setattr(s3fs.core.S3File, "_fetch_range", spy)
+    other = Stores.from_settings(settings.model_copy(update={"data_dir": tmp_path / "host-b"}))
+    assert other.blobs().read_path(sha).read_bytes() == data
+    assert len(ranges) >= 3 and max(end - start for start, end in ranges) <= 2 << 20  # readahead: 2 blocks at most
+
+
+def test_compose_minio_profile_runs_api_and_worker_on_the_bucket() -> None:
+    import yaml
+
+    services = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())["services"]
+    minio = services["minio"]
+    assert minio["profiles"] == ["minio"] and "healthcheck" in minio
+    assert any(v.startswith("minio-data:") for v in minio["volumes"])
+    for name in ("api-minio", "worker-minio"):
+        env = services[name]["environment"]
+        assert services[name]["profiles"] == ["minio"]
+        assert env["SOUNDCHECK_STORAGE_URL"].startswith("s3://") and env["SOUNDCHECK_S3_ENDPOINT_URL"] == "http://minio:9000"
+        assert not any(v.startswith("data:") for v in services[name]["volumes"])  # nothing shared but the bucket
+
+
+def test_blobs_and_gc_on_minio(redis_db: Redis, redis_server: str, tmp_path: Path, minio_endpoint: str) -> None:
+    bucket = make_bucket(minio_endpoint)
+    settings = _settings(redis_server, tmp_path, minio_endpoint, bucket)
+    stores = Stores.from_settings(settings)
+    data = os.urandom(50_000)
+    sha = stores.blobs().put_stream(io.BytesIO(data), 1 << 20)[0]
+    other = Stores.from_settings(settings.model_copy(update={"data_dir": tmp_path / "b"}))
+    assert other.blobs().read_path(sha).read_bytes() == data
+    report = run_gc(settings, redis_db, now=time.time() + 2 * DAY, stores=stores)
+    assert report.blobs.count == 1 and not stores.storage.exists(f"blobs/{sha[:2]}/{sha}")
