@@ -22,6 +22,8 @@ from typing import IO
 from soundcheck.storage import BLOCK_BYTES, CorruptObject
 
 STAGING = ".incoming"
+#: An eviction goes down to this share of the bound, so a full cache is not re-scanned on every new entry.
+LOW_WATER = 0.9
 
 
 class ReadCache:
@@ -111,7 +113,7 @@ class ReadCache:
                 self._total += size
 
     def evict(self, keep: Path | None = None) -> int:
-        """Remove the least recently used entries until the total is within ``max_bytes``; bytes freed.
+        """Past ``max_bytes``, remove the least recently used entries down to LOW_WATER of it; bytes freed.
         The running total is re-scanned first, so processes sharing the directory correct each other."""
         with self._lock:
             if self._total is not None and self._total <= self.max_bytes:
@@ -119,8 +121,11 @@ class ReadCache:
             entries = sorted(self._entries(), key=lambda e: e[2])
             total = sum(size for _, size, _ in entries)
             freed = 0
+            if total <= self.max_bytes:
+                self._total = total
+                return 0
             for path, size, _ in entries:
-                if total <= self.max_bytes:
+                if total <= self.max_bytes * LOW_WATER:
                     break
                 if path == keep:
                     continue
