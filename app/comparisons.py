@@ -20,8 +20,8 @@ from soundcheck.settings import Settings
 TASK = "worker.compare.compare"
 
 
-def create_comparison(redis: Redis, settings: Settings, spec: ComparisonCreate) -> ComparisonView:
-    manifests = ManifestStore(redis, settings.data_dir / "datasets")
+def create_comparison(redis: Redis, settings: Settings, spec: ComparisonCreate, manifests: ManifestStore
+                      ) -> ComparisonView:
     roles = [("reference", spec.reference)] + [(f"candidate {label}", c) for label, c in
                                                 zip(spec.candidate_labels(), spec.candidates, strict=True)]
     for role, dataset in roles:

@@ -25,7 +25,6 @@ from soundcheck.datastore import (
     BlobRefs,
     BlobStore,
     DatasetError,
-    ManifestStore,
     TooLarge,
     blob_shas,
     build_manifest,
@@ -37,6 +36,7 @@ from soundcheck.embeddings.base import sha256_file
 from soundcheck.jobspec import DatasetView, FileEntry, JobView
 from soundcheck.jobstore import JOB_INDEX, JOB_KEY
 from soundcheck.settings import Settings
+from soundcheck.stores import Stores
 
 MAX_LABELS_BYTES = 16 << 20
 
@@ -285,9 +285,9 @@ def active_jobs_using(redis: Redis, settings: Settings, dataset: str) -> list[st
     return found
 
 
-def delete_dataset(redis: Redis, settings: Settings, dataset: str) -> DatasetView | None:
+def delete_dataset(redis: Redis, settings: Settings, stores: Stores, dataset: str) -> DatasetView | None:
     """Remove a dataset and the blobs no other dataset (or upload in flight) uses; None when unknown."""
-    manifests = ManifestStore(redis, settings.data_dir / "datasets")
+    manifests = stores.manifests(redis)
     if manifests.get(dataset) is None:
         return None
     busy = active_jobs_using(redis, settings, dataset)
@@ -298,7 +298,7 @@ def delete_dataset(redis: Redis, settings: Settings, dataset: str) -> DatasetVie
     refs.ensure_indexed(manifests)
     view = manifests.delete(dataset)
     if view is not None:
-        blobs = BlobStore(settings.blob_dir)
+        blobs = stores.blobs()
         for sha in sorted(blob_shas(view)):
-            refs.remove_if_unused(sha, blobs.path(sha))
+            refs.remove_if_unused(sha, blobs)
     return view

@@ -35,7 +35,8 @@ class JobRequestError(ValueError):
         self.status = status
 
 
-def _check_preset(redis: Redis, settings: Settings, spec: JobCreate, workers: list[dict[str, Any]]) -> str:
+def _check_preset(redis: Redis, settings: Settings, spec: JobCreate, manifests: ManifestStore,
+                  workers: list[dict[str, Any]]) -> str:
     """Every part of a preset job must be a job that could run; one live worker must hold all its models.
     Returns the queue key (``preset:<name>``: workers with every model of the preset listen there)."""
     try:
@@ -47,7 +48,7 @@ def _check_preset(redis: Redis, settings: Settings, spec: JobCreate, workers: li
         raise JobRequestError(f"preset {spec.preset!r} needs model(s) {', '.join(unknown)}, which this soundcheck "
                               "version does not have")
     for _, part in parts:
-        check_job(redis, settings, part)
+        check_job(part, manifests, settings, redis)
         _check_models(part, [])
     needed = set(PRESETS[spec.preset].embeddings())
     if workers and not any(needed <= set(w.get("loaded", [])) for w in workers):
@@ -83,8 +84,7 @@ def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
         raise JobRequestError(f"no live worker has model {spec.embedding!r} loaded{why}")
 
 
-def create_job(redis: Redis, settings: Settings, spec: JobCreate) -> JobView:
-    manifests = ManifestStore(redis, settings.data_dir / "datasets")
+def create_job(redis: Redis, settings: Settings, spec: JobCreate, manifests: ManifestStore) -> JobView:
     pipe = redis.pipeline(transaction=False)
     for dataset in (spec.reference, spec.candidate):
         pipe.exists(DATASET_KEY.format(dataset))
@@ -93,9 +93,9 @@ def create_job(redis: Redis, settings: Settings, spec: JobCreate) -> JobView:
         if not present and manifests.get(getattr(spec, role)) is None:
             raise JobRequestError(f"{role} dataset {getattr(spec, role)!r} not found; POST /v1/datasets first", 404)
     if spec.preset is not None:
-        queue_key: str | None = _check_preset(redis, settings, spec, live_workers(redis, settings))
+        queue_key: str | None = _check_preset(redis, settings, spec, manifests, live_workers(redis, settings))
     else:
-        check_job(redis, settings, spec)
+        check_job(spec, manifests, settings, redis)
         _check_models(spec, live_workers(redis, settings))
         queue_key = None if set(spec.metrics) <= SIGNAL_METRICS else spec.embedding
     job_id = uuid.uuid4().hex

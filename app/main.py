@@ -33,6 +33,7 @@ from app.jobs import JobRequestError
 from app.quota import QuotaExceeded
 from soundcheck.datastore import DatasetError, TooLarge
 from soundcheck.settings import Settings, get_settings
+from soundcheck.stores import Stores
 
 log = logging.getLogger("soundcheck.api")
 STATIC_DIR = Path(__file__).parent / "static"
@@ -218,6 +219,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Objective metrics for generated audio (FAD, KAD, NDB/JSD, PRDC, IS/KL, signal metrics).",
     )
     app.state.settings = settings
+    app.state.stores = Stores.from_settings(settings)  # the shared storage (data dir or bucket) + read cache
     install_problem_handlers(app)
     install_openapi(app, secured=bool(settings.accepted_tokens))
     secured = [Depends(require_token)]

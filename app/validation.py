@@ -22,9 +22,8 @@ from soundcheck.jobstore import JobStore
 from soundcheck.settings import Settings
 
 
-def check_job(redis: Redis, settings: Settings, spec: JobCreate) -> None:
+def check_job(spec: JobCreate, manifests: ManifestStore, settings: Settings, redis: Redis) -> None:
     """Raise :class:`app.jobs.JobRequestError` (422) naming every problem of ``spec`` with its datasets."""
-    manifests = ManifestStore(redis, settings.data_dir / "datasets")
     reference, candidate = manifests.get(spec.reference), manifests.get(spec.candidate)
     if reference is None or candidate is None or reference.files is None or candidate.files is None:
         return  # create_job answers 404 for a missing dataset; the worker for a manifest without its files

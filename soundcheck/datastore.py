@@ -1,4 +1,4 @@
-"""Content-addressed audio blobs and dataset manifests (in Redis, mirrored to JSON files on disk).
+"""Content-addressed audio blobs and dataset manifests (in Redis, mirrored as JSON to the shared Storage).
 
 Shared by the api (writes) and workers (reads). A dataset id is derived from its content only, so the same
 files uploaded twice are the same dataset and hit the same cached statistics.
@@ -11,10 +11,8 @@ import os
 import tempfile
 import time
 import uuid
-from collections import Counter
-from collections.abc import Iterable
-from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable
+from pathlib import Path
 from typing import IO
 
 from redis import Redis
@@ -22,14 +20,21 @@ from redis.client import Pipeline
 from redis.exceptions import LockError
 from redis.lock import Lock
 
-from soundcheck import audio
 from soundcheck.jobspec import DatasetView, FileEntry
-from soundcheck.provenance import dataset_id
+from soundcheck.manifest_build import LABELS_CSV as LABELS_CSV  # re-exported: the api's imports
+from soundcheck.manifest_build import DatasetError as DatasetError
+from soundcheck.manifest_build import TooLarge
+from soundcheck.manifest_build import build_manifest as build_manifest
+from soundcheck.manifest_build import describe as describe
+from soundcheck.manifest_build import label_of as label_of
+from soundcheck.manifest_build import parse_labels_csv as parse_labels_csv
+from soundcheck.manifest_build import safe_relative_name as safe_relative_name
+from soundcheck.read_cache import ReadCache
+from soundcheck.storage import LocalStore, Storage, is_url
 
 DATASET_KEY = "sc:dataset:{}"
 DATASET_INDEX = "sc:datasets"
 DATASET_NAMES = "sc:dataset-names"
-LABELS_CSV = "labels.csv"
 #: Per blob: the set of dataset ids whose manifest references it (uploaded entries; registered files are not blobs).
 BLOB_REFS_KEY = "sc:blob-refs:{}"
 #: Per blob: request tokens that wrote or reused it and have not ended, scored by when the claim expires.
@@ -39,14 +44,6 @@ BLOB_LOCK_KEY = "sc:blob-lock:{}"
 BLOB_REFS_INDEXED = "sc:blob-refs-indexed"
 INCOMING_PREFIX = ".incoming-"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".w64", ".caf"}
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be built, with an actionable message (the api maps it to 4xx)."""
-
-
-class TooLarge(DatasetError):
-    """A size limit was hit (the api answers 413)."""
 
 
 class BlobRefs:
@@ -91,18 +88,13 @@ class BlobRefs:
             pipe.srem(BLOB_REFS_KEY.format(sha), manifest.id)
         pipe.execute()
 
-    def remove_if_unused(self, sha256: str, path: Path) -> int:
-        """Delete the blob file when nothing uses it; the bytes freed (0 when kept or absent)."""
+    def remove_if_unused(self, sha256: str, blobs: BlobStore) -> int:
+        """Delete the blob when nothing uses it; the bytes freed (0 when kept or absent)."""
         try:
             with self.lock(sha256):
                 if self.in_use(sha256):
                     return 0
-                try:
-                    size = path.stat().st_size
-                    path.unlink()
-                except FileNotFoundError:
-                    return 0
-                return size
+                return blobs.delete(sha256)
         except LockError:  # held elsewhere for 30 s: keep the blob (gc comes back)
             return 0
 
@@ -122,25 +114,75 @@ class BlobRefs:
 
 
 class BlobStore:
-    """Files under ``<root>/ab/<sha256>``; writes are atomic (temp file + rename).
+    """Blobs under ``<prefix>/ab/<sha256>`` of a :class:`Storage` (a bare directory: ``<root>/ab/<sha256>``).
+
+    Writes are atomic: the bytes are hashed into a local temp file, then published under their content key
+    (rename on a local store, temp key + server-side copy on an object store). On an object store the local
+    copy goes into this host's :class:`ReadCache`, and reads fetch through it, checking the sha256.
 
     With ``refs`` (the api), every blob written is claimed for this store's request until :meth:`release`,
     which removes the ones no dataset ended up referencing: a rejected upload leaves nothing behind."""
 
-    def __init__(self, root: Path, refs: BlobRefs | None = None) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | Storage, refs: BlobRefs | None = None, prefix: str = "",
+                 cache: ReadCache | None = None, remote_open: Callable[[str], IO[bytes]] | None = None) -> None:
+        self.storage = root if isinstance(root, Storage) else LocalStore(Path(root))
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.cache = cache
+        self.remote_open = remote_open
         self.refs = refs
         self.token = uuid.uuid4().hex
         self.touched: set[str] = set()
 
+    @property
+    def root(self) -> Path | None:
+        """The local directory of the blobs (None on an object store)."""
+        return self.storage.local_path(self.prefix.rstrip("/"))
+
+    def key(self, sha256: str) -> str:
+        return f"{self.prefix}{sha256[:2]}/{sha256}"
+
     def path(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256
+        """Where a blob is on a local store."""
+        path = self.storage.local_path(self.key(sha256))
+        if path is None:
+            raise TypeError("blobs on an object store have no path: use read_path()")
+        return path
+
+    def _cache(self) -> ReadCache:
+        if self.cache is None:
+            raise TypeError("reading an object store needs a local ReadCache")
+        return self.cache
+
+    def read_path(self, sha256: str) -> Path:
+        """A local file with the blob's bytes; FileNotFoundError when the store has no such blob, CorruptObject
+        when the stored bytes do not hash to ``sha256``."""
+        local = self.storage.local_path(self.key(sha256))
+        if local is not None:
+            if not local.is_file():
+                raise FileNotFoundError(local)
+            return local
+        key = self.key(sha256)
+        return self._cache().fetch("blobs", sha256, lambda: self.storage.open(key), f"{self.storage.url}/{key}")
+
+    def read_url(self, url: str, sha256: str) -> Path:
+        """A local copy of a registered object-store file, checked against the sha256 it was registered with."""
+        if self.remote_open is None:
+            raise TypeError("reading a registered URL needs a Stores context")
+        opener = self.remote_open
+        return self._cache().fetch("blobs", sha256, lambda: opener(url), url)
+
+    def _staging(self) -> Path:
+        root = self.root
+        if root is None:
+            return self._cache().staging()
+        root.mkdir(parents=True, exist_ok=True)
+        return root
 
     def put_stream(self, stream: IO[bytes], max_bytes: int, chunk: int = 1 << 20) -> tuple[str, int, Path]:
-        """Copy a stream into the store; return (sha256, size, path). Raises DatasetError over max_bytes."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Copy a stream into the store; return (sha256, size, a local path of the bytes). Raises DatasetError
+        over max_bytes."""
         digest, size = hashlib.sha256(), 0
-        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=INCOMING_PREFIX)
+        fd, tmp_name = tempfile.mkstemp(dir=self._staging(), prefix=INCOMING_PREFIX)
         try:
             with os.fdopen(fd, "wb") as out:
                 while block := stream.read(chunk):
@@ -151,27 +193,27 @@ class BlobStore:
                     digest.update(block)
                     out.write(block)
             sha = digest.hexdigest()
-            final = self.path(sha)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if self.refs is None:
-                self._link(tmp_name, final)
-            else:
+            if self.refs is not None:
+                # claimed under the blob's lock before it is published: gc's removal (under the same lock)
+                # sees the claim and keeps it, however long the upload to an object store takes
                 with self.refs.lock(sha):
                     self.refs.claim(sha, self.token)
                     self.touched.add(sha)
-                    self._link(tmp_name, final)
-            return sha, size, final
+            self.storage.publish_file(Path(tmp_name), self.key(sha))
+            local = self.storage.local_path(self.key(sha))
+            if local is None:
+                local = self._cache().adopt("blobs", sha, Path(tmp_name))
+            return sha, size, local
         except BaseException:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
             raise
 
-    @staticmethod
-    def _link(tmp_name: str, final: Path) -> None:
-        if final.exists():
-            os.unlink(tmp_name)
-        else:
-            os.replace(tmp_name, final)
+    def delete(self, sha256: str) -> int:
+        """Remove a blob (and this host's copy of it); the bytes freed in the store."""
+        if self.cache is not None and self.storage.remote:
+            self.cache.path("blobs", sha256).unlink(missing_ok=True)
+        return self.storage.delete(self.key(sha256))
 
     def release(self) -> int:
         """End of the request: drop its claims and remove the blobs it wrote that no dataset references
@@ -181,106 +223,22 @@ class BlobStore:
         freed = 0
         for sha in sorted(self.touched):
             self.refs.unclaim(sha, self.token)
-            freed += self.refs.remove_if_unused(sha, self.path(sha))
+            freed += self.refs.remove_if_unused(sha, self)
         self.touched.clear()
         return freed
 
 
-def safe_relative_name(name: str) -> str:
-    """Normalise an uploaded name to a relative POSIX path; refuse absolute paths and '..' (zip-slip)."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        raise DatasetError(f"file name {name!r} contains control characters: rename the file")
-    cleaned = name.replace("\\", "/")
-    pure = PurePosixPath(cleaned)
-    if cleaned.startswith("/") or (len(cleaned) > 1 and cleaned[1] == ":") or ".." in pure.parts:
-        raise DatasetError(f"unsafe file name {name!r}: absolute paths and '..' are not allowed")
-    parts = [p for p in pure.parts if p not in ("", ".")]
-    if not parts:
-        raise DatasetError(f"empty file name {name!r}")
-    return "/".join(parts)
-
-
-def label_of(name: str) -> str | None:
-    """Label convention: the first folder of the relative name (``dog/001.wav`` → ``dog``)."""
-    parts = name.split("/")
-    return parts[-2] if len(parts) > 1 else None
-
-
-def parse_labels_csv(text: str) -> dict[str, str]:
-    """``name,label`` lines (a header line ``name,label`` is allowed) → {name: label}."""
-    import csv
-    import io
-
-    labels: dict[str, str] = {}
-    for row in csv.reader(io.StringIO(text)):
-        if not row or row[0].strip().lower() in {"name", "file", "filename"}:
-            continue
-        if len(row) < 2:
-            raise DatasetError(f"{LABELS_CSV}: every row must be 'name,label' (row {len(labels) + 1} is not)")
-        labels[safe_relative_name(row[0].strip())] = row[1].strip()
-    return labels
-
-
-def describe(name: str, path: Path, sha256: str, size: int, stored_path: str | None = None,
-             info: audio.AudioInfo | None = None) -> tuple[FileEntry, bool]:
-    """Probe a stored file into a manifest entry; also say whether it is silent. Raises AudioError."""
-    info = info or audio.probe(path, name)
-    peak = audio.scan_peak(path, name)
-    entry = FileEntry(
-        name=name, sha256=sha256, bytes=size, duration_s=info.duration_s, sample_rate=info.sample_rate,
-        channels=info.channels, format=info.format, label=label_of(name), path=stored_path,
-        silent=peak < audio.SILENCE_PEAK,
-    )
-    return entry, peak < audio.SILENCE_PEAK
-
-
-def build_manifest(
-    entries: list[FileEntry],
-    source: str,
-    silent: Iterable[str] = (),
-    skipped: Iterable[str] = (),
-    labels: dict[str, str] | None = None,
-    root: str | None = None,
-) -> DatasetView:
-    if not entries:
-        raise DatasetError("the dataset has no audio files")
-    counts = Counter(e.name for e in entries)
-    dupes = sorted(n for n, c in counts.items() if c > 1)[:5]
-    if dupes:
-        raise DatasetError(f"duplicate file names in one dataset: {dupes}")
-    if labels:
-        for e in entries:
-            e.label = labels.get(e.name, e.label)
-    silent = sorted(silent)
-    warnings = []
-    if silent:
-        warnings.append(f"{len(silent)} of {len(entries)} files are silent (peak < -80 dBFS): {silent[:5]}")
-    rates = sorted({e.sample_rate for e in entries})
-    if len(rates) > 1:
-        warnings.append(f"files have different sample rates {rates}; each is resampled to the model's rate")
-    entries = sorted(entries, key=lambda e: e.name)
-    return DatasetView(
-        id=dataset_id([(e.name, e.sha256) for e in entries]),
-        source=source,  # type: ignore[arg-type]
-        root=root,
-        n_files=len(entries),
-        total_duration_s=float(sum(e.duration_s for e in entries)),
-        sample_rates=rates,
-        channels=sorted({e.channels for e in entries}),
-        labels=sorted({e.label for e in entries if e.label}),
-        warnings=warnings,
-        skipped=sorted(skipped),
-        created_at=datetime.now(UTC),
-        files=entries,
-    )
-
-
 class ManifestStore:
-    """Dataset manifests in Redis, mirrored as JSON files so a Redis loss does not lose a dataset."""
+    """Dataset manifests in Redis, mirrored as JSON objects in the storage (``datasets/<id>.json`` under the data
+    dir or in the bucket) so a Redis loss does not lose a dataset."""
 
-    def __init__(self, redis: Redis, mirror_dir: Path) -> None:
+    def __init__(self, redis: Redis, mirror: Path | Storage, prefix: str = "") -> None:
         self.redis = redis
-        self.mirror_dir = Path(mirror_dir)
+        self.storage = mirror if isinstance(mirror, Storage) else LocalStore(Path(mirror))
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+
+    def _key(self, dataset: str) -> str:
+        return f"{self.prefix}{dataset}.json"
 
     def save(self, manifest: DatasetView, name: str | None = None) -> DatasetView:
         """Store a manifest; an existing one with the same id (same content) is kept and returned.
@@ -293,10 +251,7 @@ class ManifestStore:
             BlobRefs(self.redis).add_dataset(existing)  # idempotent; repairs references a lost Redis dropped
             return existing
         payload = manifest.model_dump_json()
-        self.mirror_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.mirror_dir / f".{manifest.id}.json.tmp"
-        tmp.write_text(payload)
-        os.replace(tmp, self.mirror_dir / f"{manifest.id}.json")
+        self.storage.write_bytes(self._key(manifest.id), payload.encode())
         pipe = self.redis.pipeline()
         pipe.set(DATASET_KEY.format(manifest.id), payload)
         pipe.zadd(DATASET_INDEX, {manifest.id: manifest.created_at.timestamp()})
@@ -314,24 +269,26 @@ class ManifestStore:
         pipe.zrem(DATASET_INDEX, dataset)
         pipe.hdel(DATASET_NAMES, dataset)
         pipe.execute()
-        (self.mirror_dir / f"{dataset}.json").unlink(missing_ok=True)
+        self.storage.delete(self._key(dataset))
         BlobRefs(self.redis).remove_dataset(view)
         return view
 
     def all_ids(self) -> list[str]:
         """Every dataset id, in Redis or only in the mirror (a Redis that lost its data)."""
         ids = {i.decode() if isinstance(i, bytes) else i for i in self.redis.zrange(DATASET_INDEX, 0, -1)}
-        if self.mirror_dir.is_dir():
-            ids.update(p.stem for p in self.mirror_dir.glob("*.json") if _is_hex_id(p.stem))
+        for obj in self.storage.list(self.prefix.rstrip("/")):
+            name = obj.key.rsplit("/", 1)[-1]
+            if name.endswith(".json") and _is_hex_id(name[:-5]):
+                ids.add(name[:-5])
         return sorted(ids)
 
     def get(self, dataset: str) -> DatasetView | None:
         raw = self.redis.get(DATASET_KEY.format(dataset))
         if raw is None:
-            mirror = self.mirror_dir / f"{dataset}.json"
-            if not _is_hex_id(dataset) or not mirror.is_file():
+            data = self.storage.read_bytes(self._key(dataset)) if _is_hex_id(dataset) else None
+            if data is None:
                 return None
-            raw = mirror.read_text()
+            raw = data.decode()
             self.redis.set(DATASET_KEY.format(dataset), raw)
         view = DatasetView.model_validate_json(raw)
         name = self.redis.hget(DATASET_NAMES, dataset)
@@ -363,5 +320,8 @@ def blob_shas(manifest: DatasetView) -> set[str]:
 
 
 def file_location(entry: FileEntry, blobs: BlobStore) -> Path:
-    """Where a manifest entry's bytes are: its registered path, else its blob."""
-    return Path(entry.path) if entry.path else blobs.path(entry.sha256)
+    """Where a manifest entry's bytes are on this host: its registered path (a local copy of a registered
+    object-store file), else its blob (fetched through the read cache from an object store)."""
+    if entry.path and is_url(entry.path):
+        return blobs.read_url(entry.path, entry.sha256)
+    return Path(entry.path) if entry.path else blobs.read_path(entry.sha256)

@@ -32,10 +32,12 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from soundcheck import stats_lru
-from soundcheck.datastore import INCOMING_PREFIX, BlobRefs, BlobStore, ManifestStore, blob_shas
+from soundcheck.datastore import INCOMING_PREFIX, BlobRefs, ManifestStore, blob_shas
 from soundcheck.jobspec import JobView
 from soundcheck.jobstore import JOB_INDEX, JOB_KEY, RESULT_KEY, TERMINAL, JobStore
 from soundcheck.settings import Settings
+from soundcheck.storage import INCOMING, ObjectInfo, Storage
+from soundcheck.stores import EMBEDDINGS, Stores
 
 log = logging.getLogger("soundcheck.gc")
 #: Embedding keys workers use → when one last said so (seconds since the epoch).
@@ -112,21 +114,10 @@ def current_keys(redis: Redis, settings: Settings, now: float) -> set[str]:
     return {k.decode() if isinstance(k, bytes) else k for k in raw}
 
 
-def _old_enough(path: Path, cutoff: float) -> bool:
-    try:
-        return path.stat().st_mtime < cutoff
-    except FileNotFoundError:
-        return False
-
-
-def _remove_file(path: Path, freed: Freed, dry_run: bool) -> None:
-    try:
-        size = path.stat().st_size
-        if not dry_run:
-            path.unlink()
-    except FileNotFoundError:
-        return
-    freed.add(size)
+def _remove(storage: Storage, obj: ObjectInfo, freed: Freed, dry_run: bool) -> None:
+    size = obj.size if dry_run else storage.delete(obj.key)
+    if dry_run or size:
+        freed.add(size)
 
 
 def _referenced(manifests: ManifestStore) -> tuple[set[str], set[str]]:
@@ -142,32 +133,39 @@ def _referenced(manifests: ManifestStore) -> tuple[set[str], set[str]]:
     return blobs, files
 
 
-def collect_blobs(settings: Settings, refs: BlobRefs, needed: set[str], report: GcReport, now: float) -> None:
-    root = settings.blob_dir
-    if not root.is_dir():
-        return
+def collect_blobs(settings: Settings, stores: Stores, refs: BlobRefs, needed: set[str], report: GcReport,
+                  now: float) -> None:
+    """Unreferenced blobs and upload temp files, in the shared storage (a data dir or a bucket)."""
+    storage, blobs = stores.storage, stores.blobs()
     cutoff = now - settings.gc_min_age_s
     temp_cutoff = now - max(settings.gc_min_age_s, TEMP_MIN_AGE_S)
-    store = BlobStore(root)
-    for tmp in root.glob(INCOMING_PREFIX + "*"):
-        if _old_enough(tmp, temp_cutoff):
-            _remove_file(tmp, report.incoming, report.dry_run)
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and len(p.name) == 2):
-        for blob in sorted(sub.iterdir()):
-            sha = blob.name
-            if sha in needed or not _old_enough(blob, cutoff):
-                report.blobs_kept += 1
-                continue
-            if report.dry_run:
-                if not refs.in_use(sha):
-                    report.blobs.add(blob.stat().st_size)
-                continue
-            freed = refs.remove_if_unused(sha, store.path(sha))  # the authoritative check, under the lock
-            if freed:
-                report.blobs.add(freed)
-            else:
-                report.blobs_kept += 1
-    # the (at most 256) fan-out folders stay: removing one could race an upload between its mkdir and rename
+    prefix = blobs.prefix
+    for obj in storage.list(INCOMING):  # an object store's temp keys of uploads (storage.publish_file)
+        if obj.mtime < temp_cutoff:
+            _remove(storage, obj, report.incoming, report.dry_run)
+    for obj in storage.list(prefix.rstrip("/")):
+        rel = obj.key[len(prefix):]
+        if rel.startswith(INCOMING_PREFIX):  # a local upload's temp file
+            if obj.mtime < temp_cutoff:
+                _remove(storage, obj, report.incoming, report.dry_run)
+            continue
+        parts = rel.split("/")
+        if len(parts) != 2 or len(parts[0]) != 2 or not parts[1].startswith(parts[0]):
+            continue
+        sha = parts[1]
+        if sha in needed or obj.mtime >= cutoff:
+            report.blobs_kept += 1
+            continue
+        if report.dry_run:
+            if not refs.in_use(sha):
+                report.blobs.add(obj.size)
+            continue
+        freed = refs.remove_if_unused(sha, blobs)  # the authoritative check, under the lock
+        if freed:
+            report.blobs.add(freed)
+        else:
+            report.blobs_kept += 1
+    # the (at most 256) local fan-out folders stay: removing one could race an upload between mkdir and rename
 
 
 def _rmdir_if_empty(path: Path) -> None:
@@ -175,25 +173,32 @@ def _rmdir_if_empty(path: Path) -> None:
         path.rmdir()
 
 
-def collect_embeddings(settings: Settings, keys: set[str], files: set[str], report: GcReport, now: float) -> None:
-    root = settings.embedding_cache_dir
-    if not root.is_dir():
-        return
+def collect_embeddings(settings: Settings, stores: Stores, keys: set[str], files: set[str], report: GcReport,
+                       now: float) -> None:
+    """Cached embeddings of old provenance or of files no dataset holds, in the shared storage."""
+    storage, prefix = stores.storage, EMBEDDINGS
     cutoff = now - settings.gc_min_age_s
     temp_cutoff = now - max(settings.gc_min_age_s, TEMP_MIN_AGE_S)
     if not keys:
         report.notes.append("no worker has announced its embedding keys yet: embeddings of old provenance kept")
-    for key_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        stale = bool(keys) and key_dir.name not in keys
-        for path in sorted(key_dir.rglob("*")):
-            is_temp = path.suffix == ".tmp"
-            if not path.is_file() or not _old_enough(path, temp_cutoff if is_temp else cutoff):
-                continue
-            if stale:
-                _remove_file(path, report.embeddings_stale_key, report.dry_run)
-            elif is_temp or (path.suffix == ".npz" and path.stem not in files):
-                _remove_file(path, report.embeddings_unreferenced, report.dry_run)
-        if stale and not report.dry_run:  # folders of a current key stay: a worker may be about to write there
+    stale_dirs: set[str] = set()
+    for obj in storage.list(prefix):
+        parts = obj.key[len(prefix) + 1:].split("/")
+        if len(parts) < 2:
+            continue
+        name = parts[-1]
+        is_temp = name.endswith(".tmp")
+        if obj.mtime >= (temp_cutoff if is_temp else cutoff):
+            continue
+        if keys and parts[0] not in keys:
+            stale_dirs.add(parts[0])
+            _remove(storage, obj, report.embeddings_stale_key, report.dry_run)
+        elif is_temp or (name.endswith(".npz") and name[:-4] not in files):
+            _remove(storage, obj, report.embeddings_unreferenced, report.dry_run)
+    root = storage.local_path(prefix)
+    if root is not None and not report.dry_run:  # folders of a current key stay: a worker may write there
+        for key in sorted(stale_dirs):
+            key_dir = root / key
             for sub in sorted((p for p in key_dir.rglob("*") if p.is_dir()), reverse=True):
                 _rmdir_if_empty(sub)
             _rmdir_if_empty(key_dir)
@@ -234,20 +239,24 @@ def collect_jobs(redis: Redis, settings: Settings, report: GcReport, now: float)
 
 
 def run_gc(settings: Settings, redis: Redis, *, current: Iterable[str] = (), dry_run: bool = False,
-           now: float | None = None) -> GcReport:
-    """One collection pass (see the module docstring). ``current``: embedding keys of the calling worker."""
+           now: float | None = None, stores: Stores | None = None) -> GcReport:
+    """One collection pass (see the module docstring). ``current``: embedding keys of the calling worker;
+    ``stores``: the caller's storage context (built from the settings when not given)."""
     now = time.time() if now is None else now
+    stores = stores or Stores.from_settings(settings)
     report = GcReport(dry_run=dry_run)
     announce_keys(redis, current, now)
     with redis.lock(GC_LOCK_KEY, timeout=3600, blocking_timeout=60):
-        manifests = ManifestStore(redis, settings.data_dir / "datasets")
+        manifests = stores.manifests(redis)
         refs = BlobRefs(redis)
         refs.ensure_indexed(manifests)
         needed_blobs, held_files = _referenced(manifests)
-        collect_blobs(settings, refs, needed_blobs, report, now)
+        collect_blobs(settings, stores, refs, needed_blobs, report, now)
         keys = current_keys(redis, settings, now)
         report.embedding_keys_current = len(keys)
-        collect_embeddings(settings, keys, held_files, report, now)
+        collect_embeddings(settings, stores, keys, held_files, report, now)
+        if not dry_run:
+            stores.cache.remove_stale_staging(TEMP_MIN_AGE_S)
         collect_jobs(redis, settings, report, now)
         if not dry_run:
             evicted = stats_lru.enforce(redis, settings.stats_cache_max_bytes)
@@ -255,7 +264,7 @@ def run_gc(settings: Settings, redis: Redis, *, current: Iterable[str] = (), dry
     return report
 
 
-def start_periodic(settings: Settings, keys: Iterable[str]) -> threading.Thread:
+def start_periodic(settings: Settings, keys: Iterable[str], stores: Stores | None = None) -> threading.Thread:
     """A worker's daemon thread: announce its embedding keys now and at least hourly (also with gc off, so a
     long-lived worker's cache never looks stale), and run gc every interval when it is this worker's turn (one
     worker per interval). Errors are logged, never fatal to the worker."""
@@ -279,7 +288,7 @@ def start_periodic(settings: Settings, keys: Iterable[str]) -> threading.Thread:
                 if interval > 0 and time.monotonic() >= next_gc:
                     next_gc = time.monotonic() + interval
                     if redis.set(GC_TURN_KEY, os.getpid(), nx=True, ex=max(1, int(interval * 0.9))):
-                        report = run_gc(settings, redis, current=keys)
+                        report = run_gc(settings, redis, current=keys, stores=stores)
                         log.info("gc: %s", "; ".join(report.lines()))
             except Exception:  # noqa: BLE001 - gc must never take a worker down
                 log.exception("gc failed; retrying at the next interval")

@@ -343,7 +343,7 @@ class FileEntry(BaseModel):
     format: str
     label: str | None = None
     silent: bool = Field(False, description="Peak below -80 dBFS.")
-    path: str | None = Field(None, description="Absolute path for registered server datasets; None = blob.")
+    path: str | None = Field(None, description="Absolute path (or s3:// URL) of a registered file; None = blob.")
 
 
 class DatasetView(BaseModel):

@@ -19,6 +19,7 @@ from soundcheck.embed_cache import EmbeddingCache
 from soundcheck.embeddings.base import Embedded, EmbeddingModel, sha256_file
 from soundcheck.evaluation import FileEmbedding
 from soundcheck.jobspec import FileEntry
+from soundcheck.storage import CorruptObject, is_url
 
 #: Files per list yielded by embed_stream (what a consumer holds at once). Batching is the model's Batcher's:
 #: rows are packed across these boundaries, and files are decoded one at a time.
@@ -33,11 +34,18 @@ class InputChanged(RuntimeError):
 
 
 def read_entry(entry: FileEntry, blobs: BlobStore) -> Path:
-    """Path of an entry's bytes; registered files are re-hashed so a changed file never passes silently."""
-    path = file_location(entry, blobs)
+    """Path of an entry's bytes on this host; registered files are re-hashed so a changed file never passes
+    silently, and a blob or registered object fetched from an object store is checked against its sha256."""
+    where = entry.path or f"blob {entry.sha256}"
+    try:
+        path = file_location(entry, blobs)
+    except FileNotFoundError:
+        raise InputChanged(f"{entry.name}: {where} is missing; upload or register the dataset again") from None
+    except CorruptObject as exc:
+        raise InputChanged(f"{entry.name}: {exc}") from None
     if not path.is_file():
         raise InputChanged(f"{entry.name}: {path} is missing; upload or register the dataset again")
-    if entry.path and sha256_file(path) != entry.sha256:
+    if entry.path and not is_url(entry.path) and sha256_file(path) != entry.sha256:
         raise InputChanged(f"{entry.name}: {path} changed since the dataset was registered; register it again")
     return path
 

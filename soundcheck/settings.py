@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_REDIS_PORT = 6399
 #: RFC 6750 b64token: what a bearer token may contain.
 BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: Separator of SOUNDCHECK_ALLOWED_ROOTS entries besides the comma: os.pathsep, but not the one of ``s3://``.
+ROOT_SEP = re.compile(re.escape(os.pathsep) + r"(?!//)")
 
 
 class Settings(BaseSettings):
@@ -35,7 +37,32 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Server directories that may be registered as datasets (os.pathsep- or comma-separated).",
     )
+    allowed_remote_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Object-store prefixes (s3://bucket/prefix) whose objects may be registered as datasets; "
+        "filled from the s3:// entries of SOUNDCHECK_ALLOWED_ROOTS.",
+    )
     queue_name: str = Field("soundcheck", description="RQ queue shared by api and workers.")
+
+    # --- storage (where blobs, manifests mirror and embedding cache live; soundcheck/storage.py) ---
+    storage_url: str | None = Field(
+        None, description="Shared storage of blobs, manifests mirror and per-file embeddings: a local path "
+        "(default: the data dir, one disk shared by every process) or s3://bucket/prefix (workers on many hosts).",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint (MinIO, Ceph, moto: http://host:9000); unset: AWS_ENDPOINT_URL or AWS itself. "
+        "Credentials and region come from the usual AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+        "AWS_DEFAULT_REGION) or profile.",
+    )
+    s3_region: str | None = Field(None, description="S3 region (unset: AWS_DEFAULT_REGION / the AWS profile).")
+    s3_addressing_style: str = Field("path", pattern="^(path|virtual|auto)$",
+                                     description="S3 addressing: path (MinIO, Ceph; AWS accepts it), virtual, auto.")
+    local_cache_max_bytes: int = Field(
+        20 << 30, gt=0,
+        description="Bound on a host's local read-through copies of shared blobs and embeddings "
+        "(<data dir>/cache), least recently used evicted; used when the storage is an object store or a dataset "
+        "is registered from one.",
+    )
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_token: str | None = Field(None, description="If set, every /v1 request needs `Authorization: Bearer`.")
@@ -193,13 +220,21 @@ class Settings(BaseSettings):
         """Every token the api accepts (SOUNDCHECK_API_TOKEN and SOUNDCHECK_API_TOKENS)."""
         return list(dict.fromkeys(([self.api_token] if self.api_token else []) + self.api_tokens))
 
-    @field_validator("allowed_roots", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _split_roots(cls, value: object) -> object:
-        if isinstance(value, str):
-            parts = [p for chunk in value.split(os.pathsep) for p in chunk.split(",")]
-            return [Path(p.strip()) for p in parts if p.strip()]
-        return value
+    def _split_roots(cls, values: object) -> object:
+        """Local roots and s3:// prefixes in one variable: split on commas and on ``:`` not in ``://``."""
+        if not isinstance(values, dict):
+            return values
+        raw = values.get("allowed_roots") or []
+        items = [p for chunk in raw.split(",") for p in ROOT_SEP.split(chunk)] if isinstance(raw, str) else raw
+        items = [str(p).strip() for p in items if str(p).strip()]
+        remote = [p for p in items if "://" in p and not p.startswith("file://")]
+        local = [Path(p.removeprefix("file://")) for p in items if p not in remote]
+        given = values.get("allowed_remote_roots") or []
+        given = [p.strip() for p in given.split(",")] if isinstance(given, str) else list(given)
+        return {**values, "allowed_roots": local,
+                "allowed_remote_roots": list(dict.fromkeys(p.rstrip("/") for p in given + remote if p))}
 
     @field_validator("preload", mode="before")
     @classmethod
@@ -222,6 +257,15 @@ class Settings(BaseSettings):
     @property
     def embedding_cache_dir(self) -> Path:
         return self.data_dir / "embeddings"
+
+    @property
+    def storage(self) -> str:
+        """The storage URL in effect (the data dir when unset)."""
+        return self.storage_url or str(self.data_dir)
+
+    @property
+    def read_cache_dir(self) -> Path:
+        return self.data_dir / "cache"
 
     @property
     def redis_dir(self) -> Path:

@@ -14,8 +14,6 @@ from rq import get_current_job
 from soundcheck.comparespec import ComparisonCreate
 from soundcheck.comparestore import ComparisonStore
 from soundcheck.comparison import compare_embeddings
-from soundcheck.datastore import BlobStore, ManifestStore
-from soundcheck.embed_cache import EmbeddingCache
 from soundcheck.evaluation import FileEmbedding
 from soundcheck.metrics import GaussianStats
 from soundcheck.provenance import reference_stats_key, result_provenance
@@ -54,14 +52,15 @@ def run_comparison(redis: Redis, comparison_id: str, spec: ComparisonCreate, sto
                    ) -> dict[str, Any]:
     settings = get_settings()
     started = time.monotonic()
-    manifests = ManifestStore(redis, settings.data_dir / "datasets")
-    blobs = BlobStore(settings.blob_dir)
+    stores = get_runtime(settings).storage()  # the shared storage (local dir or s3://) and this host's cache
+    manifests = stores.manifests(redis)
+    blobs = stores.blobs()
     reference = _manifest(manifests, spec.reference, "reference")
     candidates = [_manifest(manifests, c, f"candidate {i + 1}") for i, c in enumerate(spec.candidates)]
     runtime = get_runtime(settings)
     model = runtime.model(spec.embedding)
     emb_prov, emb_key = runtime.embedding_provenances[spec.embedding], runtime.embedding_keys[spec.embedding]
-    cache = EmbeddingCache(settings.embedding_cache_dir, emb_key)
+    cache = stores.embeddings(emb_key)
     stats_cache = StatsCache(redis)
     stats_key = reference_stats_key(reference.id, emb_key)
     cached = stats_cache.get(stats_key)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from redis import Redis
 
-from soundcheck.datastore import BlobStore, ManifestStore
+from soundcheck.datastore import BlobStore
 from soundcheck.embed_cache import EmbeddingCache
 from soundcheck.embeddings.base import EmbeddingModel
 from soundcheck.jobspec import FileEntry
@@ -103,11 +103,11 @@ def embed_chunk(job_id: str, dataset_id: str, model_id: str, emb_key: str, start
     me = rq_job.worker_name if rq_job is not None and rq_job.worker_name else "local"
     if not _claim(redis, CLAIM_KEY.format(job_id, dataset_id, start), me):
         return "claimed by another worker"
-    manifest = ManifestStore(redis, settings.data_dir / "datasets").get(dataset_id)
+    stores = runtime.storage()
+    manifest = stores.manifests(redis).get(dataset_id)
     files = (manifest.files or [])[start:stop] if manifest is not None else []
-    cache = EmbeddingCache(settings.embedding_cache_dir, emb_key)
     try:
-        embed_files(files, model, BlobStore(settings.blob_dir), cache, settings.batch_size)
+        embed_files(files, model, stores.blobs(), stores.embeddings(emb_key), settings.batch_size)
     finally:  # also on error: the coordinator's own pass over the cache meets the bad file and says why
         redis.set(DONE_KEY.format(job_id, dataset_id, start), me, ex=CHUNK_TTL_S)
     return f"embedded {stop - start} files"

@@ -347,7 +347,7 @@ def build_worker(settings: Settings | None = None, name: str | None = None) -> S
     import worker.tasks  # noqa: F401
     runtime = load_runtime(settings)
     from soundcheck.gc import start_periodic  # announce embedding keys; gc every SOUNDCHECK_GC_INTERVAL_S
-    start_periodic(settings, runtime.embedding_keys.values())
+    start_periodic(settings, runtime.embedding_keys.values(), runtime.stores)
     set_runtime(runtime)
     redis = Redis.from_url(settings.redis_url, retry=OutageRetry(settings.worker_redis_grace_s),
                            health_check_interval=30)

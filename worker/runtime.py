@@ -10,6 +10,7 @@ from soundcheck.embeddings import registry
 from soundcheck.embeddings.base import EmbeddingModel
 from soundcheck.provenance import embedding_key, embedding_provenance
 from soundcheck.settings import Settings
+from soundcheck.stores import Stores
 
 log = logging.getLogger("soundcheck.worker")
 
@@ -23,6 +24,13 @@ class Runtime:
     classifiers: dict[str, Any] = field(default_factory=dict)
     embedding_provenances: dict[str, dict[str, Any]] = field(default_factory=dict)
     embedding_keys: dict[str, str] = field(default_factory=dict)
+    #: Where this worker reads blobs and reads/writes embeddings: the shared storage and its local read cache.
+    stores: Stores | None = None
+
+    def storage(self) -> Stores:
+        if self.stores is None:
+            self.stores = Stores.from_settings(self.settings)
+        return self.stores
 
     def model(self, model_id: str) -> EmbeddingModel:
         if model_id in self.models:
@@ -52,7 +60,7 @@ def load_runtime(settings: Settings) -> Runtime:
     """Load every configured model; one model failing never stops the others."""
     device = registry.resolve_device(settings.device)
     wanted = settings.preload or registry.default_preload(settings.models_dir)
-    runtime = Runtime(settings, device)
+    runtime = Runtime(settings, device, stores=Stores.from_settings(settings))
     for model_id in dict.fromkeys(wanted):
         try:
             model = registry.load(model_id, settings.models_dir, device=device)

@@ -259,8 +259,9 @@ def _manifest(manifests: ManifestStore, dataset_id: str, role: str) -> DatasetVi
 
 def run_job(redis: Redis, job_id: str, spec: JobCreate, store: JobStore) -> dict[str, Any]:
     settings = get_settings()
-    manifests = ManifestStore(redis, settings.data_dir / "datasets")
-    blobs = BlobStore(settings.blob_dir)
+    stores = get_runtime(settings).storage()
+    manifests = stores.manifests(redis)
+    blobs = stores.blobs()
     reference = _manifest(manifests, spec.reference, "reference")
     candidate = _manifest(manifests, spec.candidate, "candidate")
     embedding_metrics = [m for m in spec.metrics if m not in SIGNAL_METRICS]
@@ -329,7 +330,7 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     runtime = get_runtime(settings)
     model = runtime.model(spec.embedding)
     emb_prov, emb_key = runtime.embedding_provenances[spec.embedding], runtime.embedding_keys[spec.embedding]
-    cache = EmbeddingCache(settings.embedding_cache_dir, emb_key)
+    cache = runtime.storage().embeddings(emb_key)
     stats_cache = StatsCache(redis)
     stats_key = reference_stats_key(reference.id, emb_key)
     batch = settings.batch_size or 64  # operator classifiers: plain batches, 64 rows unless set

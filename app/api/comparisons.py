@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from app import quota
-from app.api.deps import ClientDep, RedisDep, SettingsDep
+from app.api.deps import ClientDep, ManifestsDep, RedisDep, SettingsDep
 from app.api.problems import errors
 from app.comparisons import create_comparison, get_comparison, list_comparisons
 from soundcheck.comparespec import ComparisonCreate, ComparisonView
@@ -17,8 +17,8 @@ router = APIRouter(prefix="/comparisons", tags=["comparisons"])
 
 @router.post("", status_code=202, response_model=ComparisonView, responses=errors(404, 422, 429, 503))
 def post_comparison(spec: ComparisonCreate, redis: RedisDep, settings: SettingsDep, response: Response,
-                    client: ClientDep) -> ComparisonView:
-    view = quota.admit(redis, settings, client, lambda: create_comparison(redis, settings, spec))  # type: ignore
+                    client: ClientDep, manifests: ManifestsDep) -> ComparisonView:
+    view = quota.admit(redis, settings, client, lambda: create_comparison(redis, settings, spec, manifests))  # type: ignore
     response.headers["Location"] = f"/v1/comparisons/{view.id}"
     return view
 

@@ -10,6 +10,7 @@ from redis import Redis
 from app.api.auth import AUTHORIZED, CLIENT
 from soundcheck.datastore import BlobStore, ManifestStore
 from soundcheck.settings import Settings
+from soundcheck.stores import Stores
 
 
 def get_settings(request: Request) -> Settings:
@@ -24,12 +25,19 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 
 
-def get_manifests(redis: RedisDep, settings: SettingsDep) -> ManifestStore:
-    return ManifestStore(redis, settings.data_dir / "datasets")
+def get_stores(request: Request) -> Stores:
+    return request.app.state.stores
 
 
-def get_blobs(settings: SettingsDep) -> BlobStore:
-    return BlobStore(settings.blob_dir)
+StoresDep = Annotated[Stores, Depends(get_stores)]
+
+
+def get_manifests(redis: RedisDep, stores: StoresDep) -> ManifestStore:
+    return stores.manifests(redis)
+
+
+def get_blobs(stores: StoresDep) -> BlobStore:
+    return stores.blobs()
 
 
 def require_token(request: Request) -> None:

@@ -18,9 +18,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from app.api.deps import AuthorizedDep, ManifestsDep, SettingsDep, require_token
+from app.api.deps import AuthorizedDep, BlobsDep, ManifestsDep, SettingsDep, require_token
 from app.api.problems import errors
-from soundcheck.datastore import BlobStore, file_location
+from soundcheck.datastore import file_location
 from soundcheck.jobspec import FileEntry
 from soundcheck.settings import Settings
 
@@ -102,13 +102,14 @@ def audio_url(dataset_id: str, name: str, manifests: ManifestsDep, settings: Set
 
 @router.get("/{dataset_id}/files/{name:path}/audio", response_class=FileResponse, responses=errors(401, 404, 503))
 def stream_audio(dataset_id: str, name: str, request: Request, manifests: ManifestsDep, settings: SettingsDep,
-                 authorized: AuthorizedDep, exp: int | None = None, sig: str | None = None) -> FileResponse:
+                 authorized: AuthorizedDep, blobs: BlobsDep, exp: int | None = None,
+                 sig: str | None = None) -> FileResponse:
     """The stored bytes as uploaded, with ``Range`` support (206, ``Content-Range``): bearer token or signed URL."""
     if not authorized and not signature_valid(settings, dataset_id, name, exp, sig):
         raise HTTPException(401, "this audio URL is invalid or expired; ask GET .../audio-url with a bearer token "
                             "for a new one", headers={"WWW-Authenticate": 'Bearer realm="soundcheck"'})
     entry = _entry(manifests, dataset_id, name)
-    path = file_location(entry, BlobStore(settings.blob_dir))
+    path = file_location(entry, blobs)  # a blob of an object store comes through this host's read cache
     if not path.is_file():
         raise HTTPException(404, f"the bytes of {name!r} are gone from the server (a registered file moved?)")
     filename = name.rsplit("/", 1)[-1]

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
 
-from app.api.deps import ManifestsDep, RedisDep, SettingsDep
+from app.api.deps import ManifestsDep, RedisDep, SettingsDep, StoresDep
 from app.api.problems import errors
 from app.datasets import (
     Collected,
@@ -17,8 +17,10 @@ from app.datasets import (
     resolve_allowed,
     scan_directory,
 )
-from soundcheck.datastore import BlobRefs, BlobStore
+from app.remote_datasets import resolve_allowed_url, scan_objects
+from soundcheck.datastore import BlobRefs
 from soundcheck.jobspec import DatasetView, RegisterDataset
+from soundcheck.storage import is_url
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -31,6 +33,7 @@ def upload_dataset(
     manifests: ManifestsDep,
     redis: RedisDep,
     settings: SettingsDep,
+    stores: StoresDep,
     response: Response,
     on_invalid: Annotated[Literal["reject", "skip"], Form()] = "reject",
     name: Annotated[str | None, Form(max_length=200)] = None,
@@ -38,7 +41,7 @@ def upload_dataset(
 ) -> DatasetView:
     refs = BlobRefs(redis)
     refs.ensure_indexed(manifests)
-    blobs = BlobStore(settings.blob_dir, refs=refs)
+    blobs = stores.blobs(refs)
     try:
         collected = Collected()
         for upload in files:
@@ -53,13 +56,19 @@ def upload_dataset(
 @router.post("/register", status_code=201, response_model=DatasetView, response_model_exclude_none=True,
              responses=errors(503))
 def register_dataset(
-    body: RegisterDataset, manifests: ManifestsDep, settings: SettingsDep, response: Response,
+    body: RegisterDataset, manifests: ManifestsDep, settings: SettingsDep, stores: StoresDep, response: Response,
     on_invalid: Literal["reject", "skip"] = "reject",
 ) -> DatasetView:
-    root = resolve_allowed(body.path, settings)
     collected = Collected()
-    scan_directory(collected, root, settings)
-    manifest = manifests.save(finish(collected, "path", on_invalid, root=str(root)), name=body.name or root.name)
+    if is_url(body.path):  # an object-store prefix under an allowed s3:// root
+        url = resolve_allowed_url(body.path, settings)
+        scan_objects(collected, url, stores, settings)
+        root, default_name = url, url.rstrip("/").rsplit("/", 1)[-1]
+    else:
+        local = resolve_allowed(body.path, settings)
+        scan_directory(collected, local, settings)
+        root, default_name = str(local), local.name
+    manifest = manifests.save(finish(collected, "path", on_invalid, root=root), name=body.name or default_name)
     response.headers["Location"] = f"/v1/datasets/{manifest.id}"
     return manifest.model_copy(update={"files": None})
 
@@ -80,10 +89,10 @@ def get_dataset(dataset_id: str, manifests: ManifestsDep, include_files: bool = 
 
 @router.delete("/{dataset_id}", status_code=204, response_class=Response,
                 responses=errors(404, 409, 503))
-def remove_dataset(dataset_id: str, redis: RedisDep, settings: SettingsDep) -> Response:
+def remove_dataset(dataset_id: str, redis: RedisDep, settings: SettingsDep, stores: StoresDep) -> Response:
     """Delete a dataset; its blobs go unless another dataset shares them. 409 while a job uses it."""
     try:
-        view = delete_dataset(redis, settings, dataset_id)
+        view = delete_dataset(redis, settings, stores, dataset_id)
     except DatasetInUse as exc:
         raise HTTPException(409, str(exc)) from None
     if view is None:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from app import quota
-from app.api.deps import ClientDep, RedisDep, SettingsDep
+from app.api.deps import ClientDep, ManifestsDep, RedisDep, SettingsDep
 from app.api.problems import errors
 from app.jobs import cancel_job, create_job, get_job_json, list_jobs
 from soundcheck import export
@@ -19,8 +19,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 @router.post("", status_code=202, response_model=JobView, responses=errors(404, 429, 503))
-def post_job(spec: JobCreate, redis: RedisDep, settings: SettingsDep, response: Response, client: ClientDep) -> JobView:
-    view = quota.admit(redis, settings, client, lambda: create_job(redis, settings, spec))
+def post_job(spec: JobCreate, redis: RedisDep, settings: SettingsDep, response: Response, client: ClientDep,
+             manifests: ManifestsDep) -> JobView:
+    view = quota.admit(redis, settings, client, lambda: create_job(redis, settings, spec, manifests))
     response.headers["Location"] = f"/v1/jobs/{view.id}"
     return view
 
