@@ -304,3 +304,19 @@ def test_per_file_blocks_keep_the_bootstrap_memory_bounded(rng):
     finally:
         fad_blocks.BLOCK_BYTES = old
     assert peaks[1] < 1.1 * peaks[0] + 2**20
+
+
+@pytest.mark.parametrize("sizes", [(1, 3), (20, 40)], ids=["gram", "scatter"])
+def test_torch_batched_resamples_on_cuda_equal_the_numpy_path(rng, sizes):
+    """Runs where a GPU is lent (skipped elsewhere): the batched CUDA eigenproblems against numpy, 1e-9."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    dim = 64
+    ref = FrechetReference.of(GaussianStats.from_frames(rng.standard_normal((800, dim))))
+    files = [rng.standard_normal((int(n), dim)) + 0.1 for n in rng.integers(*sizes, size=40)]
+    weights = resample_weights(40, 30, seed=5)
+    gauss = FileGaussians(files)
+    got = gauss.fad(ref, weights, device="cuda")
+    assert gauss.fallback is None
+    np.testing.assert_allclose(got, FileGaussians(files).fad(ref, weights), rtol=1e-9)
