@@ -3,7 +3,7 @@
 median of the repeats; and the extra peak memory of the bootstrap (numpy allocations, tracemalloc).
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_bootstrap.py [--smoke] [--dims 1024 2048] [--files 300]
-        [--frames 1 10] [--resamples 100] [--device cuda]
+        [--frames 1 10] [--resamples 100] [--device cuda] [--strategy auto|frames|files]
 
 Prints ``name: ours=…, limit=…, ratio=…, target=…, ok|short`` for time and memory of each case.
 """
@@ -36,8 +36,8 @@ def case(dim: int, files: int, frames: int, resamples: int, seed: int = 0):
     return ref, cand, resample_weights(files, resamples, seed)
 
 
-def ours(ref, cand, weights, device) -> np.ndarray:
-    return FileGaussians(cand).fad(ref, weights, device=device)
+def ours(ref, cand, weights, device, strategy="auto") -> np.ndarray:
+    return FileGaussians(cand, strategy=strategy).fad(ref, weights, device=device)
 
 
 def one_eigvalsh(matrix: np.ndarray) -> float:
@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None, help="torch device for the batched path (e.g. cuda)")
+    parser.add_argument("--strategy", default="auto", choices=["auto", "frames", "files"],
+                        help="how resample matrices are formed (FileGaussians strategy; auto = the default)")
     args = parser.parse_args()
     if args.smoke:
         args.dims, args.files, args.frames, args.resamples = [256], 100, [1, 4], 10
@@ -79,16 +81,18 @@ def main() -> None:
             t_ours, t_eig = [], []
             for _ in range(args.repeats):  # interleaved: ours, then the floor, each repeat
                 start = time.perf_counter()
-                values = ours(ref, cand, weights, args.device)
+                values = ours(ref, cand, weights, args.device, args.strategy)
                 t_ours.append(time.perf_counter() - start)
                 t_eig.append(statistics.median(one_eigvalsh(spd) for _ in range(3)))
             assert np.isfinite(values).all()
             a, limit = statistics.median(t_ours), args.resamples * statistics.median(t_eig)
             name = f"fad_bootstrap[d={dim},files={args.files}x{frames},B={args.resamples}]"
+            if args.strategy != "auto":
+                name += f"[{args.strategy}]"
             print(f"{name}: ours={a:.2f}s, limit={limit:.2f}s (B x eigvalsh {dim}x{dim}), ratio={a / limit:.2f}, "
                   f"target<={TIME_TARGET}, {'ok' if a <= TIME_TARGET * limit else 'short'}", flush=True)
             if args.device is None:
-                peak = peak_bytes(ours, ref, cand, weights, None)
+                peak = peak_bytes(ours, ref, cand, weights, None, args.strategy)
                 print(f"{name} peak memory: ours={peak / 2**20:.0f}MiB, limit={MEMORY_LIMIT / 2**20:.0f}MiB, "
                       f"ratio={peak / MEMORY_LIMIT:.2f}, target<=1, {'ok' if peak <= MEMORY_LIMIT else 'short'}",
                       flush=True)

@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=24, help="example files per class (24: 72 per set)")
     parser.add_argument("--synthetic-repeats", type=int, default=0, help="repeats of part 2 (default --repeats)")
     parser.add_argument("--all", action="store_true", help="part 2 also for every applicable metric (slow)")
+    parser.add_argument("--no-examples", action="store_true", help="part 2 only")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:
@@ -167,7 +168,8 @@ def main() -> None:
         wait_until(lambda: redis_answers(url), 20, "redis-server", proc)
         print(f"# CPU, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; default options "
               "(bootstrap 100); median of", args.repeats)
-        example_jobs(root, args.repeats, args.per_class)
+        if not args.no_examples:
+            example_jobs(root, args.repeats, args.per_class)
         synthetic_job(args.files, args.synthetic_repeats or args.repeats, root, args.all)
     finally:
         proc.terminate()

@@ -33,6 +33,7 @@ from soundcheck.metrics.classifier import (
 from soundcheck.metrics.coverage import NdbBins, PrdcReference, PrdcTerms, nearest_files
 from soundcheck.metrics.frechet import FileGaussians, FrechetReference, GaussianStats, fad_inf, fad_per_file
 from soundcheck.metrics.kernel import DEFAULT_BLOCK, KernelReference, KernelTerms, backend_for
+from soundcheck.metrics.subsample import described, subsample_files, subsample_frames
 
 _VERSIONS = {name: "1" for name in METRIC_NAMES}
 _VERSIONS["fad"] = _VERSIONS["fad_inf"] = _VERSIONS["fad_per_file"] = "2"  # centred stats, Cholesky trace
@@ -40,6 +41,7 @@ _VERSIONS["ndb"] = _VERSIONS["prdc"] = "2"  # one sample per file by default
 _VERSIONS["mcd"] = "2"  # SPTK mel-cepstra of order 24 (version 1, on 13 log-mel MFCC, is now mfcc_distance)
 _VERSIONS["kad"] = "2"  # sets over kad_max_frames are subsampled off CUDA; blockwise median bandwidth
 _VERSIONS["fad"] = "3"  # basic bootstrap interval (the bias-shifted percentile undercovered)
+_VERSIONS["ndb"] = _VERSIONS["prdc"] = "3"  # frame units: sets over options.<metric>.max_frames subsampled
 FAD_FAMILY = frozenset({"fad", "fad_inf", "fad_per_file"})
 #: FAD's interval: basic bootstrap (tests/unit/metrics/test_interval_coverage.py; docs/metrics-reference.md).
 FAD_INTERVAL = "basic"
@@ -76,10 +78,13 @@ def file_means(frames: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack([np.asarray(f, dtype=np.float64).mean(axis=0) for f in frames])
 
 
-def ndb_samples(files: Sequence[FileEmbedding], unit: str) -> np.ndarray:
-    """The samples NDB bins are fitted on, in the job's unit (used by the worker to cache the bins)."""
+def ndb_samples(files: Sequence[FileEmbedding], unit: str, max_frames: int | None = None, seed: int = 0) -> np.ndarray:
+    """The samples NDB bins are fitted on, in the job's unit (used by the worker to cache the bins); frames
+    above ``max_frames`` are cut to the seeded subsample ``_ndb`` uses."""
     frames = [np.atleast_2d(f.frames) for f in files]
-    return np.concatenate(frames) if unit == "frame" else file_means(frames)
+    if unit != "frame":
+        return file_means(frames)
+    return subsample_frames(np.concatenate(frames), max_frames or None, seed)[0]
 
 
 def metric_versions() -> dict[str, str]:
@@ -148,6 +153,18 @@ class _Context:
     def ref_samples(self, metric: str, unit: str) -> np.ndarray:
         ref = self.ref_all(metric, frames=unit == "frame")
         return ref if unit == "frame" else self.cached("ref_means", lambda: file_means(self.ref_frames))
+
+    def capped_samples(self, metric: str, unit: str,
+                       max_frames: int) -> tuple[np.ndarray, list[np.ndarray], dict | None]:
+        """``samples`` with, in frame units, each set over ``max_frames`` (0: never) cut to a seeded subsample
+        (soundcheck.metrics.subsample); the third item says what was cut (None: nothing)."""
+        ref, cand = self.samples(metric, unit)
+        if unit != "frame" or not max_frames:
+            return ref, cand, None
+        seed = self.options.seed
+        ref, ref_from = self.cached(f"{metric}_ref_cut", lambda: subsample_frames(ref, max_frames, seed))
+        cand, cand_from = self.cached(f"{metric}_cand_cut", lambda: subsample_files(cand, max_frames, seed))
+        return ref, cand, described(max_frames, seed, ref_from, cand_from)
 
     def ref_all(self, metric: str, frames: bool = True) -> np.ndarray:
         if not self.reference:
@@ -255,9 +272,18 @@ def _kad_reference(ctx: _Context) -> KernelReference:
         checkpoint=ctx.checkpoint))
 
 
+def _prdc_ref_samples(ctx: _Context) -> np.ndarray:
+    """PRDC's reference samples, cut to ``prdc.max_frames`` in frame units (as ``capped_samples``)."""
+    opts = ctx.options.prdc
+    ref = ctx.ref_samples("prdc", opts.unit)
+    if opts.unit != "frame" or not opts.max_frames:
+        return ref
+    return ctx.cached("prdc_ref_cut", lambda: subsample_frames(ref, opts.max_frames, ctx.options.seed))[0]
+
+
 def _prdc_reference(ctx: _Context) -> PrdcReference:
     k, unit = ctx.options.prdc.k, ctx.options.prdc.unit
-    return ctx.cached(f"prdc_reference_{unit}", lambda: PrdcReference.of(ctx.ref_samples("prdc", unit), (k,),
+    return ctx.cached(f"prdc_reference_{unit}", lambda: PrdcReference.of(_prdc_ref_samples(ctx), (k,),
                                                                           ctx.checkpoint))
 
 
@@ -286,7 +312,7 @@ def _kad(ctx: _Context) -> dict:
 
 def _ndb(ctx: _Context) -> dict:
     opts = ctx.options.ndb
-    ref, cand = ctx.samples("ndb", opts.unit)
+    ref, cand, cut = ctx.capped_samples("ndb", opts.unit, opts.max_frames)
     if ctx.ndb_bins is not None:
         bins = ctx.ndb_bins
     elif len(ref) < 2 * opts.k:
@@ -307,6 +333,7 @@ def _ndb(ctx: _Context) -> dict:
             "jsd": res.jsd_nats, "jsd_bits": res.jsd_bits, "different_bins": res.different_bins,
             "alpha": res.alpha, "z_threshold": res.z_threshold, "whiten": bins.whiten, "seed": bins.seed,
             "unit": opts.unit, "samples_reference": len(ref), "samples_candidate": int(sum(len(c) for c in cand)),
+            "subsampled_from": cut,
             "bins": {"reference_proportions": res.reference_proportions,
                      "candidate_proportions": res.candidate_proportions, "standard_errors": res.standard_errors,
                      "z": res.z, "p_values": res.p_values, "order": "decreasing reference bin size"},
@@ -315,7 +342,7 @@ def _ndb(ctx: _Context) -> dict:
 
 def _prdc(ctx: _Context) -> dict:
     k, unit = ctx.options.prdc.k, ctx.options.prdc.unit
-    _, cand = ctx.samples("prdc", unit)
+    _, cand, cut = ctx.capped_samples("prdc", unit, ctx.options.prdc.max_frames)
     try:  # ctx cache key prdc_reference_<unit>: a cached PrdcReference put there is used as is
         reference = _prdc_reference(ctx)
         terms = PrdcTerms(None, cand, k, reference=reference, checkpoint=ctx.checkpoint)
@@ -324,7 +351,7 @@ def _prdc(ctx: _Context) -> dict:
     point = terms.scores(np.ones((1, len(ctx.candidate))))
     weights = ctx.weights()
     boot = terms.scores(weights) if weights is not None else None
-    out: dict[str, Any] = {"value": None, "interval": None, "k": k, "unit": unit}
+    out: dict[str, Any] = {"value": None, "interval": None, "k": k, "unit": unit, "subsampled_from": cut}
     for name, values in point.items():
         bounds = (0.0, np.inf) if name == "density" else (0.0, 1.0)
         out[name] = {"value": float(values[0]),
@@ -364,6 +391,8 @@ class ReferenceSide:
         if "prdc" in self.metrics:
             out[f"prdc_reference_{opts.prdc.unit}"] = {"k": opts.prdc.k, "unit": opts.prdc.unit,
                                                        "version": _VERSIONS["prdc"]}
+            if opts.prdc.unit == "frame":
+                out[f"prdc_reference_{opts.prdc.unit}"]["max_frames"] = opts.prdc.max_frames
         return out
 
     def compute(self, name: str) -> bytes | None:
@@ -387,8 +416,7 @@ class ReferenceSide:
                 if term.backend != backend_for(device).name:
                     return False
             else:
-                unit = self._ctx.options.prdc.unit
-                term = PrdcReference.from_bytes(data, samples=self._ctx.ref_samples("prdc", unit))
+                term = PrdcReference.from_bytes(data, samples=_prdc_ref_samples(self._ctx))
                 if self._ctx.options.prdc.k not in term.radii:
                     return False
         except (ValueError, MetricInputError, KeyError):

@@ -99,6 +99,10 @@ class KadOptions(_Strict):
 SampleUnit = Literal["file", "frame"]
 _UNIT_HELP = ("What one sample is: 'file' (the mean embedding of each file: the generated item, as the papers "
               "assume independent samples) or 'frame' (every frame; frames of one file are correlated).")
+#: Frames per set above which NDB and PRDC in frame units use a seeded subsample (their cost grows with frames^2).
+SAMPLE_MAX_FRAMES = 10_000
+_MAX_FRAMES_HELP = ("With unit 'frame': a set with more frames is cut to a seeded uniform subsample of this many "
+                    "(options.seed; named in the result as subsampled_from); 0 = never. File units are not cut.")
 
 
 class NdbOptions(_Strict):
@@ -110,6 +114,7 @@ class NdbOptions(_Strict):
     z_threshold: float | None = Field(None, gt=0, le=100,
                                       description="Fixed |z| threshold instead of alpha (default: from alpha).")
     unit: SampleUnit = Field("file", description=_UNIT_HELP)
+    max_frames: int = Field(SAMPLE_MAX_FRAMES, ge=0, le=10_000_000, description=_MAX_FRAMES_HELP)
 
 
 class PrdcOptions(_Strict):
@@ -117,6 +122,7 @@ class PrdcOptions(_Strict):
                    description="Nearest neighbours; each set needs more than k samples. Naeem et al. use 5; "
                    f"at most {PRDC_K_MAX}, beyond which the k-NN balls cover the set and the scores saturate.")
     unit: SampleUnit = Field("file", description=_UNIT_HELP)
+    max_frames: int = Field(SAMPLE_MAX_FRAMES, ge=0, le=10_000_000, description=_MAX_FRAMES_HELP)
 
 
 class AccuracyOptions(_Strict):

@@ -447,11 +447,12 @@ def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], refe
     opts = spec.options.ndb
     if "ndb" not in metrics or not ref_files:
         return None, False
-    samples = ndb_samples(ref_files, opts.unit)
+    samples = ndb_samples(ref_files, opts.unit, opts.max_frames, spec.options.seed)
     if len(samples) < 2 * opts.k:
         return None, False  # the metric itself says why
+    cut = f"/{opts.max_frames}" if opts.unit == "frame" else ""  # frame samples depend on the cap
     key = ndb_bins_key(reference_id, emb_key, opts.k, opts.whiten, spec.options.seed,
-                       f"{metric_versions()['ndb']}/{opts.unit}")
+                       f"{metric_versions()['ndb']}/{opts.unit}{cut}")
     cached = stats_cache.get(key)
     if cached is not None:
         return NdbBins.from_bytes(cached), True

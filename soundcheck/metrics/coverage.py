@@ -273,7 +273,8 @@ class PrdcTerms:
         self.reference = reference
         real = reference.samples.astype(np.float64)
         real_r = reference.radius(k, checkpoint)
-        arrays = [np.atleast_2d(np.asarray(f, dtype=np.float64)) for f in fake_files]
+        dim = real.shape[1]
+        arrays = [np.asarray(f, dtype=np.float64).reshape(-1, dim) for f in fake_files]  # a file may hold 0 rows
         fake = np.concatenate(arrays)
         self.k, self.n_real = k, len(real)
         self.counts = np.array([len(a) for a in arrays], dtype=np.float64)
@@ -283,7 +284,9 @@ class PrdcTerms:
         inside = np.zeros(len(fake))  # per fake frame: number of real balls that contain it
         self.recall_hits = np.zeros((len(real), n_files), dtype=bool)
         self.cover_hits = np.zeros((len(real), n_files), dtype=bool)
-        starts = np.flatnonzero(np.r_[True, np.diff(frame_file) != 0])
+        present = np.flatnonzero(self.counts > 0)  # files left without frames (a subsample) have no hits
+        starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)[present]
+        every = len(present) == n_files
 
         def reduce(chunk: np.ndarray, start: int) -> None:
             _call(checkpoint)
@@ -291,7 +294,10 @@ class PrdcTerms:
             in_real_ball = chunk < real_r[rows, None]
             inside[:] += in_real_ball.sum(axis=0)
             for hits, mask in ((self.recall_hits, chunk < fake_r[None, :]), (self.cover_hits, in_real_ball)):
-                np.logical_or.reduceat(mask, starts, axis=1, out=hits[rows])
+                if every:
+                    np.logical_or.reduceat(mask, starts, axis=1, out=hits[rows])
+                else:
+                    hits[rows.start:rows.stop, present] = np.logical_or.reduceat(mask, starts, axis=1)
             return None
 
         for _ in pairwise_distances_chunked(real, fake, reduce_func=reduce, metric="euclidean",

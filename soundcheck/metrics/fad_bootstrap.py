@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from soundcheck.metrics.fad_blocks import FileBlocks, prefer_file_blocks
 from soundcheck.metrics.frechet import FrechetReference, _eigvalsh, _small_problem_threads
 
 #: Rows of frames handled at once when a d x d scatter is accumulated (bounds the temporary to this many bytes).
@@ -47,14 +48,24 @@ def root_of_eigenvalues(vals: np.ndarray) -> float:
     return float(np.sqrt(vals[vals > tol]).sum())
 
 
+#: How resample matrices are formed: "frames" streams each resample's frames (a syrk, or the m x m Gram matrix);
+#: "files" shares per-file scatter blocks across a block of resamples (fad_blocks); "auto" picks the cheaper.
+STRATEGIES = ("auto", "frames", "files")
+
+
 class FileGaussians:
     """Candidate frames grouped by file, for the mean, covariance and FAD of weighted resamples of files.
 
     ``max_bytes`` bounds the float64 copy of the whitened frames kept between resamples; above it, each
-    resample whitens its frames again in chunks (twice the products, same numbers).
+    resample whitens its frames again in chunks (twice the products, same numbers), and the "files" strategy
+    (which needs that copy, grouped by file length) is not used. ``strategy``: see STRATEGIES; every strategy
+    gives the same numbers to round-off.
     """
 
-    def __init__(self, files: Sequence[np.ndarray], max_bytes: int = 256 * 2**20) -> None:
+    def __init__(self, files: Sequence[np.ndarray], max_bytes: int = 256 * 2**20, strategy: str = "auto") -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        self.strategy = strategy
         arrays = [np.atleast_2d(np.asarray(f)) for f in files]
         if not arrays:
             raise ValueError("no candidate files")
@@ -154,7 +165,11 @@ class FileGaussians:
                 block = solver.block_size()
             except (ImportError, RuntimeError, AssertionError) as exc:  # no torch or device; out of memory
                 self.fallback = f"{type(exc).__name__}: {exc}"
-        if solver is None:
+        blocks = None
+        if solver is None and self._use_file_blocks(len(weights)):
+            blocks = FileBlocks(self.frames, self.frame_file, self.counts, self.center, transform, self._chunk)
+            block = blocks.block_size(len(weights))
+        elif solver is None:
             cached = self._whitened(transform)
         for start in range(0, len(weights), block):
             w = weights[start:start + block]
@@ -167,7 +182,10 @@ class FileGaussians:
                 except RuntimeError as exc:  # e.g. out of device memory: the rest on the CPU
                     self.fallback = f"{type(exc).__name__}: {exc}"
                     solver, cached, block = None, self._whitened(transform), CPU_BLOCK
-            if solver is None:
+            if blocks is not None and ok.any():
+                vals = blocks.eigenvalues(w[ok], tshift[ok], n_w[ok], checkpoint)
+                roots[ok] = [root_of_eigenvalues(v) for v in vals] / np.sqrt(n_w[ok] - 1.0)
+            elif solver is None:
                 roots = np.array([self._root(w[i], tshift[i], n_w[i], transform, cached) if ok[i] else np.nan
                                   for i in range(len(w))])
             diff = reference.mu[None, :] - (self.center + shift)
@@ -176,6 +194,13 @@ class FileGaussians:
             if checkpoint is not None:
                 checkpoint()
         return out
+
+    def _use_file_blocks(self, resamples: int) -> bool:
+        if self.strategy == "frames" or self.n_frames * self.dim * 8 > self.max_bytes:
+            return False
+        if self.strategy == "files":
+            return True
+        return prefer_file_blocks(self.counts, self.dim, resamples)
 
     def _root(self, weights: np.ndarray, tshift: np.ndarray, n_w: float, transform: np.ndarray,
               cached: np.ndarray | None) -> float:

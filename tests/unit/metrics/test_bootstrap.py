@@ -227,3 +227,96 @@ def test_evaluation_cancels_inside_the_fad_bootstrap(rng):
         evaluate_embeddings(["fad"], files(40, 0.0), files(30, 0.3), MetricOptions(bootstrap=40),
                             checkpoint=checkpoint)
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("sizes,n_ref", [((20, 40), 300), ((1, 12), 300), ((20, 40), 30), ((7, 8), 300)],
+                         ids=["ragged", "ragged-with-singles", "singular-ref", "equal-lengths"])
+def test_per_file_scatter_blocks_equal_the_streamed_resamples(rng, sizes, n_ref):
+    """The "files" strategy (per-file scatters combined by one GEMM per block of resamples) against the
+    straightforward per-resample scatter of the restacked frames ("frames"), to 1e-9 relative; both against
+    the textbook FD of the restacked frames too. Small chunks and blocks, so that several of each are used."""
+    from soundcheck.metrics import fad_blocks
+
+    dim = 48
+    ref_frames = rng.standard_normal((n_ref, dim)) @ (np.eye(dim) + 0.2 * rng.standard_normal((dim, dim)))
+    ref = FrechetReference.of(GaussianStats.from_frames(ref_frames))
+    files = [(rng.standard_normal((int(n), dim)) * 1.1 + 0.2).astype(np.float32)
+             for n in rng.integers(*sizes, size=40)]
+    weights = resample_weights(40, 11, seed=3)
+    weights[4] = 0.0
+    weights[4, 7] = 1.0  # one file of the draw only: NaN below 2 frames, else its own covariance
+    streamed = FileGaussians(files, strategy="frames").fad(ref, weights)
+    old = fad_blocks.CHUNK_BYTES, fad_blocks.BLOCK_BYTES
+    fad_blocks.CHUNK_BYTES, fad_blocks.BLOCK_BYTES = 8 * 40 * 200, 4 * 8 * dim * dim  # ~200 cells, 4 per block
+    try:
+        blocks = fad_blocks.FileBlocks(*(lambda g: (g.frames, g.frame_file, g.counts, g.center))(
+            FileGaussians(files)), np.eye(dim), 64)
+        assert len(blocks.chunks) > 5 and fad_blocks.resamples_per_block(dim, 11) < 11
+        calls = []
+        got = FileGaussians(files, strategy="files").fad(ref, weights, checkpoint=lambda: calls.append(1))
+    finally:
+        fad_blocks.CHUNK_BYTES, fad_blocks.BLOCK_BYTES = old
+    assert len(calls) >= 3  # one per block at least
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(streamed))
+    keep = np.isfinite(streamed)
+    np.testing.assert_allclose(got[keep], streamed[keep], rtol=1e-9)
+    for b, idx in enumerate(resample_indices(40, 11, seed=3)):
+        if b == 4:
+            continue
+        stacked = np.concatenate([files[i] for i in idx]).astype(np.float64)
+        assert got[b] == pytest.approx(nuclear_fd(ref_frames, stacked), rel=1e-9)
+
+
+def test_the_auto_strategy_uses_file_blocks_only_where_they_are_cheaper():
+    from soundcheck.metrics.fad_blocks import prefer_file_blocks
+
+    assert prefer_file_blocks(np.full(300, 10), 1024, 100)  # 300 x 10 frames at d = 1024 (the benchmark)
+    assert prefer_file_blocks(np.full(1000, 7), 1024, 100)  # 1,000 x 7 (a YAMNet job of 4 s files)
+    assert not prefer_file_blocks(np.full(300, 1), 1024, 100)  # m < d: the Gram path is cheaper
+    assert not prefer_file_blocks(np.full(3000, 1), 1024, 100)  # one frame per file: no sharing
+    assert not prefer_file_blocks(np.full(300, 10), 2048, 100)  # m ~ 1,900 < d: Gram path
+    assert not prefer_file_blocks(np.full(300, 10), 1024, 1)  # one resample: nothing to share
+    with pytest.raises(ValueError, match="strategy"):
+        FileGaussians([np.zeros((2, 3))], strategy="fast")
+
+
+def test_per_file_blocks_keep_the_bootstrap_memory_bounded(rng):
+    """Memory of the blocked path is its packed block (BLOCK_BYTES), one chunk (CHUNK_BYTES) and the whitened
+    frames: it does not grow with the number of resamples."""
+    import tracemalloc
+
+    from soundcheck.metrics import fad_blocks
+
+    dim = 128
+    ref = FrechetReference.of(GaussianStats.from_frames(rng.standard_normal((1000, dim))))
+    files = list(rng.standard_normal((200, 6, dim)).astype(np.float32))
+    old = fad_blocks.BLOCK_BYTES
+    fad_blocks.BLOCK_BYTES = 8 * 8 * dim * dim  # 8 resamples per block
+    peaks = []
+    try:
+        for resamples in (16, 64):
+            gauss = FileGaussians(files, strategy="files")
+            weights = resample_weights(200, resamples, seed=0)
+            tracemalloc.start()
+            gauss.fad(ref, weights)
+            peaks.append(tracemalloc.get_traced_memory()[1] - weights.nbytes)
+            tracemalloc.stop()
+    finally:
+        fad_blocks.BLOCK_BYTES = old
+    assert peaks[1] < 1.1 * peaks[0] + 2**20
+
+
+@pytest.mark.parametrize("sizes", [(1, 3), (20, 40)], ids=["gram", "scatter"])
+def test_torch_batched_resamples_on_cuda_equal_the_numpy_path(rng, sizes):
+    """Runs where a GPU is lent (skipped elsewhere): the batched CUDA eigenproblems against numpy, 1e-9."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    dim = 64
+    ref = FrechetReference.of(GaussianStats.from_frames(rng.standard_normal((800, dim))))
+    files = [rng.standard_normal((int(n), dim)) + 0.1 for n in rng.integers(*sizes, size=40)]
+    weights = resample_weights(40, 30, seed=5)
+    gauss = FileGaussians(files)
+    got = gauss.fad(ref, weights, device="cuda")
+    assert gauss.fallback is None
+    np.testing.assert_allclose(got, FileGaussians(files).fad(ref, weights), rtol=1e-9)
