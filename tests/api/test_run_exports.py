@@ -10,6 +10,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from soundcheck.comparespec import ComparisonCreate
 from soundcheck.comparestore import ComparisonStore
 from soundcheck.jobspec import JobCreate
 from soundcheck.jobstore import JobStore
+from tests.api.conftest import tone, wav_bytes
 from tests.api.live import Live, live_api
 from tests.api.test_runs import _result
 from tests.unit.test_export import _check_figures
@@ -138,3 +140,58 @@ def test_cli_runs_exit_codes_and_list_formats(live: tuple[Live, Redis]) -> None:
     assert _cli(api.url, "runs", "show").returncode == 2
     assert _cli(api.url, "runs", "list", "--plot", "x").returncode == 2
     assert _cli(api.url, "runs", "list", "--format", "xlsx").returncode == 2  # argparse
+
+
+def _two_file_dataset(url: str, freq: float) -> str:
+    files = [("files", (f"{i}.wav", wav_bytes(tone(0.5, freq=freq + i)))) for i in range(2)]
+    answer = httpx.post(f"{url}/v1/datasets", files=files, timeout=60)
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()["id"]
+
+
+def _compare_while_a_worker_would(api: Live, redis: Redis, refs: list[str], fmt: str,
+                                  finish: dict | None, error: str | None = None) -> subprocess.CompletedProcess:
+    """``soundcheck compare`` in a subprocess; once its comparison is queued, write its end as the worker does
+    (no worker runs here), then let the CLI's polling pick it up."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOUNDCHECK_")}
+    before = set(redis.zrange("sc:comparisons", 0, -1))
+    proc = subprocess.Popen([sys.executable, "-m", "soundcheck.cli", "--url", api.url, "compare", *refs,
+                             "--metrics", "fad,kad", "--format", fmt, "--no-start"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (new := set(redis.zrange("sc:comparisons", 0, -1)) - before):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the CLI queued no comparison"
+            time.sleep(0.05)
+        (cid,) = (i.decode() for i in new)
+        store = ComparisonStore(redis)
+        store.start(cid, "w")
+        if finish is not None:
+            assert store.finish(cid, finish)
+        else:
+            assert store.fail(cid, error or "failed")
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def test_cli_compare_prints_the_api_csv_and_exits_3_when_the_comparison_failed(live: tuple[Live, Redis]) -> None:
+    api, redis = live
+    refs = [_two_file_dataset(api.url, f) for f in (440.0, 550.0, 660.0)]
+    result = {"reference": {"id": refs[0]}, "embedding": "mel", "resamples": 1000, "confidence": 0.95, "seed": 0,
+              "candidates": [], "pairs": [{"a": "A", "b": "B", "paired_by_name": False, "metrics": {
+                  "fad": _difference(2.5, 4.25, 0.5, 3.0, 0.004, 998, FAD_SENTENCE)}}]}
+    done = _compare_while_a_worker_would(api, redis, refs, "csv", result)
+    assert done.returncode == 0, done.stderr
+    assert list(csv.reader(io.StringIO(done.stdout)))[1] == [
+        "A", "B", "false", "fad", "2.5", "4.25", "1.75", "0.5", "3.0", "0.95", "0.004", "1000", "998",
+        "percentile", "bootstrap"]
+    (cid,) = [i.decode() for i in redis.zrange("sc:comparisons", -1, -1)]
+    assert done.stdout == httpx.get(f"{api.url}/v1/comparisons/{cid}", headers=CSV).text  # the same bytes
+    failed = _compare_while_a_worker_would(api, redis, refs, "table", None, "the worker ran out of memory")
+    assert failed.returncode == 3 and "the worker ran out of memory" in failed.stderr, failed
+    assert _cli(api.url, "compare", refs[0], refs[1], "nope", "--no-start").returncode == 2  # 404 dataset
