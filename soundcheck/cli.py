@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("examples", help="write the deterministic example sets to DIR")
     p.add_argument("dir")
     p.set_defaults(func=cmd_examples)
-    cli_runs.add_parser(sub, lambda a: Client(_url(a), token=get_settings().api_token), out)  # issue 11: runs
+    cli_runs.add_parser(sub, lambda a: Client(_url(a), token=get_settings().api_token), out, console)  # issue 11
 
     from soundcheck.cli_compare import add_compare_parser  # here: it imports this module's helpers
 

@@ -1,17 +1,21 @@
 """`soundcheck compare REF CAND_A CAND_B ...`: the paired comparison of POST /v1/comparisons on the terminal.
 
-Kept out of cli.py (which registers it) so the comparison's table and arguments live in one place."""
+Kept out of cli.py (which registers it) so the comparison's arguments live in one place; its tables
+(``--format table|json|csv|latex``) are :func:`soundcheck.export_runs.render_comparison`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from soundcheck.cli_output import EXIT
 from soundcheck.comparespec import COMPARED_METRICS, ComparisonView
+from soundcheck.export import FORMATS
+from soundcheck.export_runs import render_comparison
 
 
 def _label(source: str, used: set[str]) -> str:
@@ -24,29 +28,8 @@ def _label(source: str, used: set[str]) -> str:
     return name
 
 
-def _fmt(x: float | None) -> str:
-    return "—" if x is None else f"{x:.4g}"
-
-
-def comparison_table(view: ComparisonView) -> Table:
-    """One row per pair and metric: both values, the difference b − a, its interval and p-value."""
-    result = view.result
-    embedding = view.spec.embedding if view.spec else "?"
-    level = round(100 * view.spec.options.confidence) if view.spec else 95
-    table = Table(title=f"soundcheck comparison {view.id[:12]} — embedding {embedding}")
-    for col in ("pair (b vs a)", "metric", "a", "b", "b − a", f"{level}% interval", "p"):
-        table.add_column(col, justify="left" if col in ("pair (b vs a)", "metric") else "right")
-    for pair in result.pairs if result is not None else []:
-        for metric, d in pair.metrics.items():
-            span = f"[{_fmt(d.low)}, {_fmt(d.high)}]" if d.low is not None else ""
-            table.add_row(f"{pair.b} vs {pair.a}" + (" (paired)" if pair.paired_by_name else ""), metric,
-                          _fmt(d.a_value), _fmt(d.b_value), _fmt(d.difference), span,
-                          "—" if d.p_value is None else f"{d.p_value:.3g}")
-    return table
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
-    from soundcheck.cli import _dataset_id, console, out, service_for
+    from soundcheck.cli import _dataset_id, console, service_for
 
     options = json.loads(args.options) if args.options else {}
     if args.resamples is not None:
@@ -68,19 +51,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
                            total=v.progress.total or None)
 
             view = client.wait_comparison(view.id, poll_s=0.3, on_progress=show)
-    if args.json:
-        out.print_json(view.model_dump_json())
-        return 0 if view.status == "finished" else 1
+    fmt = "json" if args.json else args.format
     if view.status == "failed":
-        console.print(f"[red]comparison failed:[/] {view.error}")
-        return 1
-    out.print(comparison_table(view))
-    for pair in view.result.pairs if view.result is not None else []:
-        for d in pair.metrics.values():
-            out.print(d.sentence, soft_wrap=True)
+        console.print(f"[red]comparison failed:[/] {view.error}", soft_wrap=True)
+        if fmt == "json":
+            sys.stdout.write(render_comparison(view, "json"))
+        return EXIT["job_failed"]
+    sys.stdout.write(render_comparison(view, fmt))
+    sys.stdout.flush()
     for warning in view.result.warnings if view.result is not None else []:
-        console.print(f"[yellow]warning:[/] {warning}")
-    return 0
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    return EXIT["ok"]
 
 
 def add_compare_parser(sub: argparse._SubParsersAction) -> None:
@@ -92,6 +73,9 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", default="fad", help=f"comma-separated, of: {', '.join(COMPARED_METRICS)}")
     p.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (default 1000)")
     p.add_argument("--options", default=None, help='JSON comparison options, e.g. \'{"seed": 1}\'')
-    p.add_argument("--json", action="store_true", help="print the whole comparison as JSON")
+    p.add_argument("--format", choices=FORMATS, default="table", help="table (default, then one sentence per "
+                   "difference), json (the whole comparison), csv (one row per pair and metric) or latex "
+                   "(booktabs) on stdout; exit 0 ok, 2 usage, 3 comparison failed, 4 no api answers")
+    p.add_argument("--json", action="store_true", help="print the whole comparison as JSON (= --format json)")
     p.add_argument("--no-start", action="store_true", help="fail instead of starting the embedded service")
     p.set_defaults(func=cmd_compare)

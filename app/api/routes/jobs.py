@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from app import quota
 from app.api.deps import ClientDep, ManifestsDep, RedisDep, SettingsDep
+from app.api.negotiation import csv_doc, csv_response, wants_csv
 from app.api.problems import errors
 from app.jobs import cancel_job, create_job, get_job_json, list_jobs
 from soundcheck import export
@@ -35,8 +36,7 @@ def read_jobs(redis: RedisDep, settings: SettingsDep, response: Response,
     return list_jobs(redis, settings, limit, offset)
 
 
-@router.get("/{job_id}", response_model=JobView, responses={**errors(404, 409, 503), 200: {"content": {
-    "text/csv": {"schema": {"type": "string"}, "example": ",".join(export.CSV_COLUMNS)}}}})
+@router.get("/{job_id}", response_model=JobView, responses={**errors(404, 409, 503), **csv_doc(export.CSV_COLUMNS)})
 def read_job(job_id: str, redis: RedisDep, request: Request) -> Response:
     """The stored record as is (written by JobView itself): one Redis read, no re-validation of a large result.
     With ``Accept: text/csv`` (and no JSON preferred), the result's table as CSV, the bytes of
@@ -44,21 +44,12 @@ def read_job(job_id: str, redis: RedisDep, request: Request) -> Response:
     body = get_job_json(redis, job_id)
     if body is None:
         raise HTTPException(404, f"job {job_id!r} not found")
-    if _wants_csv(request.headers.get("accept", "")):
+    if wants_csv(request):
         view = JobView.model_validate_json(body)
         if view.status != "finished" or view.result is None:
             raise HTTPException(409, f"job {job_id!r} is {view.status} and has no result to export as CSV")
-        return Response(export.to_csv(job_result(view)), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'inline; filename="soundcheck-{job_id}.csv"',
-                                 "Vary": "Accept"})
+        return csv_response(export.to_csv(job_result(view)), f"soundcheck-{job_id}.csv")
     return Response(body, media_type="application/json", headers={"Vary": "Accept"})
-
-
-def _wants_csv(accept: str) -> bool:
-    """text/csv named before any JSON type (a browser's */* or a client's default stays JSON)."""
-    types = [part.split(";")[0].strip().lower() for part in accept.split(",")]
-    return "text/csv" in types and not any(t in ("application/json", "application/*") for t in
-                                           types[:types.index("text/csv")])
 
 
 @router.delete("/{job_id}", status_code=202, response_model=JobView, responses=errors(404, 409, 503))
