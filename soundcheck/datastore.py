@@ -30,6 +30,8 @@ DATASET_KEY = "sc:dataset:{}"
 DATASET_INDEX = "sc:datasets"
 DATASET_NAMES = "sc:dataset-names"
 LABELS_CSV = "labels.csv"
+CAPTIONS_CSV = "captions.csv"
+MAX_CAPTION_CHARS = 2000
 #: Per blob: the set of dataset ids whose manifest references it (uploaded entries; registered files are not blobs).
 BLOB_REFS_KEY = "sc:blob-refs:{}"
 #: Per blob: request tokens that wrote or reused it and have not ended, scored by when the claim expires.
@@ -221,6 +223,44 @@ def parse_labels_csv(text: str) -> dict[str, str]:
     return labels
 
 
+def parse_captions_csv(text: str) -> dict[str, str]:
+    """``name,caption`` rows (an optional header ``name,caption``) -> {name: caption}.
+
+    Strict, because a caption silently cut at a comma would change a CLAP score: a caption with commas must be
+    quoted (standard CSV), every row has exactly two fields, no name twice, no empty caption."""
+    import csv
+    import io
+
+    captions: dict[str, str] = {}
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except csv.Error as exc:
+        raise DatasetError(f"{CAPTIONS_CSV} is not valid CSV ({exc})") from None
+    for number, row in enumerate(rows, start=1):
+        if not row or (number == 1 and [c.strip().lower() for c in row] == ["name", "caption"]):
+            continue
+        if len(row) != 2:
+            raise DatasetError(f"{CAPTIONS_CSV} row {number}: expected 2 fields 'name,caption', got {len(row)} "
+                               "(quote a caption that contains commas: \"a, b\")")
+        name, caption = safe_relative_name(row[0].strip()), row[1].strip()
+        if not caption:
+            raise DatasetError(f"{CAPTIONS_CSV} row {number}: empty caption for {name!r}")
+        if len(caption) > MAX_CAPTION_CHARS:
+            raise DatasetError(f"{CAPTIONS_CSV} row {number}: caption longer than {MAX_CAPTION_CHARS} characters")
+        if name in captions:
+            raise DatasetError(f"{CAPTIONS_CSV} row {number}: {name!r} has a caption already")
+        captions[name] = caption
+    return captions
+
+
+def apply_captions(entries: list[FileEntry], captions: dict[str, str]) -> list[str]:
+    """Set each entry's caption (None where it has none); return the caption names no file has (sorted)."""
+    names = {e.name for e in entries}
+    for e in entries:
+        e.caption = captions.get(e.name)
+    return sorted(set(captions) - names)
+
+
 def describe(name: str, path: Path, sha256: str, size: int, stored_path: str | None = None,
              info: audio.AudioInfo | None = None) -> tuple[FileEntry, bool]:
     """Probe a stored file into a manifest entry; also say whether it is silent. Raises AudioError."""
@@ -241,6 +281,7 @@ def build_manifest(
     skipped: Iterable[str] = (),
     labels: dict[str, str] | None = None,
     root: str | None = None,
+    captions: dict[str, str] | None = None,
 ) -> DatasetView:
     if not entries:
         raise DatasetError("the dataset has no audio files")
@@ -253,6 +294,10 @@ def build_manifest(
             e.label = labels.get(e.name, e.label)
     silent = sorted(silent)
     warnings = []
+    if captions:
+        unknown = apply_captions(entries, captions)
+        if unknown:
+            warnings.append(f"{len(unknown)} caption(s) name no file of the dataset: {unknown[:5]}")
     if silent:
         warnings.append(f"{len(silent)} of {len(entries)} files are silent (peak < -80 dBFS): {silent[:5]}")
     rates = sorted({e.sample_rate for e in entries})
@@ -268,6 +313,7 @@ def build_manifest(
         sample_rates=rates,
         channels=sorted({e.channels for e in entries}),
         labels=sorted({e.label for e in entries if e.label}),
+        n_captions=sum(e.caption is not None for e in entries),
         warnings=warnings,
         skipped=sorted(skipped),
         created_at=datetime.now(UTC),
@@ -346,11 +392,11 @@ class ManifestStore:
 
 def _replaces(new: DatasetView, old: DatasetView) -> bool:
     """Same content, better manifest: uploaded bytes (durable blobs) over a registered directory, or new
-    labels (labels are not content: they change no embedding, statistics or cache entry)."""
+    labels or captions (they are not content: they change no embedding, statistics or cache entry)."""
     if new.source != old.source:
         return new.source == "upload"
-    new_labels = {f.name: f.label for f in new.files or []}
-    return any(new_labels.get(f.name) != f.label for f in old.files or [])
+    new_meta = {f.name: (f.label, f.caption) for f in new.files or []}
+    return any(new_meta.get(f.name) != (f.label, f.caption) for f in old.files or [])
 
 
 def _is_hex_id(value: str) -> bool:
