@@ -54,13 +54,13 @@ def quantise(wave: np.ndarray) -> np.ndarray:
 
 
 def fadtk_windows(wave: np.ndarray) -> np.ndarray:
-    """10 s windows ``[n, 480000]`` starting at every whole second of ``wave``, zero-padded (fadtk's chunks)."""
-    starts = range(0, max(len(wave), 1), SAMPLE_RATE)
-    out = np.zeros((len(starts), CLIP), dtype=np.float32)
-    for row, start in enumerate(starts):
-        piece = wave[start:start + CLIP]
-        out[row, :len(piece)] = piece
-    return out
+    """10 s windows ``[n, 480000]`` starting at every whole second of ``wave``, zero-padded (fadtk's chunks).
+
+    A read-only strided view of one padded copy: windows overlap 9/10, so copies would hold 10x the file."""
+    n = max(1, -(-len(wave) // SAMPLE_RATE))
+    padded = np.zeros((n - 1) * SAMPLE_RATE + CLIP, dtype=np.float32)
+    padded[:len(wave)] = wave
+    return np.lib.stride_tricks.sliding_window_view(padded, CLIP)[::SAMPLE_RATE]
 
 
 def repeat_pad(wave: np.ndarray) -> np.ndarray:
@@ -95,6 +95,19 @@ def htk_mel_matrix() -> torch.Tensor:
 
 def log_mel(power: torch.Tensor, mel_matrix: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(torch.clamp(power @ mel_matrix, min=AMIN))
+
+
+def long_log_mel(signal: torch.Tensor, mel_matrix: torch.Tensor, block: int = 4096) -> torch.Tensor:
+    """``log_mel(stft_power(signal))`` ``[frames, 64]`` of a whole file, ``block`` frames at a time: the float64
+    spectrum of 10 minutes would otherwise take ~0.7 GB."""
+    padded = F.pad(signal.float()[None, None], (N_FFT // 2, N_FFT // 2), mode="reflect")[0, 0]
+    frames = padded.unfold(0, N_FFT, HOP)  # a view: [1 + len // 480, 1024]
+    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
+    out = torch.empty(len(frames), N_MELS, dtype=torch.float64)
+    for start in range(0, len(frames), block):
+        spec = torch.fft.rfft(frames[start:start + block].double() * window, dim=-1)
+        out[start:start + block] = log_mel(spec.real.square() + spec.imag.square(), mel_matrix)
+    return out
 
 
 def dft_check(state: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -189,7 +202,7 @@ class ClapEmbedding(EmbeddingModel):
         """One packed row: the four 1001 x 64 mels of laion_clap's ``mel_fusion``, then the ``longer`` flag."""
         longer = len(wave) > CLIP
         signal = torch.from_numpy(wave if longer else repeat_pad(wave))
-        mel = log_mel(stft_power(signal), self.fusion_mel.cpu())  # [frames, 64]
+        mel = long_log_mel(signal, self.fusion_mel.cpu())  # [frames, 64]
         if not longer or len(mel) == CHUNK_FRAMES:
             stack, longer = mel[None].expand(4, -1, -1), False
         else:
