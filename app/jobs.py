@@ -17,7 +17,7 @@ from rq.serializers import JSONSerializer
 
 from app.validation import check_job
 from soundcheck.datastore import DATASET_KEY, ManifestStore
-from soundcheck.embeddings.registry import SPECS
+from soundcheck.embeddings.registry import SPECS, TEXT_MODELS
 from soundcheck.jobspec import CLASS_PROB_METRICS, SIGNAL_METRICS, JobCreate, JobView
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
 from soundcheck.queueing import FAILURE_CALLBACK, live_workers, queue, worker_alive
@@ -42,6 +42,9 @@ def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
         with_classes = [m for m, s in SPECS.items() if s.n_classes]
         raise JobRequestError(f"{', '.join(wants_probs)} need class probabilities: use embedding "
                               f"{' or '.join(with_classes)} (not {spec.embedding!r})")
+    if "clap_score" in spec.metrics and spec.embedding not in TEXT_MODELS:
+        raise JobRequestError(f"clap_score needs a model with a text encoder: use embedding "
+                              f"{' or '.join(sorted(TEXT_MODELS))} (not {spec.embedding!r})")
     if spec.metrics and set(spec.metrics) <= SIGNAL_METRICS:
         return
     if not workers:
