@@ -79,3 +79,19 @@ def test_put_captions_replaces_them_and_keeps_the_id(api: TestClient) -> None:
     _problem(api.put(url, json={"captions": {"a.wav": "  "}}), 422)
     _problem(api.put(url, json={"captions": ["a.wav"]}), 422)
     _problem(api.put(f"/v1/datasets/{'0' * 64}/captions", json={"captions": {}}), 404)
+
+
+def test_clap_score_is_listed_and_refused_where_it_cannot_run(api: TestClient) -> None:
+    listed = {m["name"]: m for m in api.get("/v1/metrics").json()}["clap_score"]
+    assert "cos" in listed["definition"] and "options.bootstrap" in listed["options"]
+    plain = api.post("/v1/datasets", files=[("files", ("x.zip", _zip(FILES)))]).json()["id"]
+    captioned = api.put(f"/v1/datasets/{plain}/captions", json={"captions": {"a.wav": "a dog"}}).json()["id"]
+    other = api.post("/v1/datasets", files=[("files", ("b.wav", FILES["b.wav"]))]).json()["id"]
+
+    def job(candidate: str, embedding: str) -> str:
+        body = {"reference": other, "candidate": candidate, "embedding": embedding, "metrics": ["clap_score"]}
+        return _problem(api.post("/v1/jobs", json=body), 422)["detail"]
+
+    assert "text encoder" in job(captioned, "mel")
+    assert "vocab.json" in job(captioned, "clap-laion-audio-fusion")  # no tokenizer files in the model dir
+    assert "no captions" in job(other, "clap-laion-audio-fusion")
