@@ -171,6 +171,8 @@ class ClapEmbedding(EmbeddingModel):
         self.network.load_state_dict(audio, strict=True)
         self.network = self.network.eval().to(self.torch_device)
         self.audio_projection = projection(self.state, "audio_projection").eval().to(self.torch_device)
+        # only the text side is still needed from the checkpoint (loaded on first use): drop the rest now
+        self.state = {k: v for k, v in self.state.items() if k.startswith(("text_branch.", "text_projection."))}
         self._text: tuple[RobertaTokens, nn.Module, nn.Module, list[FoundWeight]] | None = None
 
     @property
@@ -190,7 +192,9 @@ class ClapEmbedding(EmbeddingModel):
 
     # --- audio ---
     def frontend(self, wave: np.ndarray) -> np.ndarray:
-        wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+        wave = np.asarray(wave, dtype=np.float32)
+        if wave.ndim == 2:  # [frames, channels]: averaged, as librosa.load(mono=True) in the peers
+            wave = wave.astype(np.float64).mean(axis=1).astype(np.float32)
         if not self.fusion:
             return fadtk_windows(quantise(wave))
         peak = float(np.abs(wave).max()) if wave.size else 0.0

@@ -219,3 +219,12 @@ def test_clap_score_job_through_a_real_worker(clap_reference, tmp_path_factory) 
     prov = done.result["provenance"]["embedding"]
     assert prov["model"] == FUSION and prov["weights"][0]["name"] == name
     assert {w["name"] for w in prov["text"]["weights"]} == {name, "vocab.json", "merges.txt"}
+
+
+def test_a_multichannel_input_is_averaged_first(clap_loaded) -> None:
+    """``[frames, channels]`` as librosa.load(mono=True) gives it to the peers: the mean of the channels."""
+    stereo = np.stack([sound(1.2, seed=1), sound(1.2, seed=2)], axis=1)
+    mono = (stereo.astype(np.float64).mean(axis=1)).astype(np.float32)
+    for model_id in (AUDIO, FUSION):
+        model = clap_loaded[model_id]
+        np.testing.assert_array_equal(model.frontend(stereo), model.frontend(mono))
