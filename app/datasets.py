@@ -21,14 +21,17 @@ from app.jobs import get_job
 from soundcheck import audio
 from soundcheck.datastore import (
     AUDIO_SUFFIXES,
+    CAPTIONS_CSV,
     LABELS_CSV,
     BlobRefs,
     BlobStore,
     DatasetError,
+    ManifestStore,
     TooLarge,
     blob_shas,
     build_manifest,
     describe,
+    parse_captions_csv,
     parse_labels_csv,
     safe_relative_name,
 )
@@ -54,6 +57,12 @@ class Collected:
     skipped: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    captions: dict[str, str] | None = None  # None: no captions.csv came
+
+    def add_captions(self, text: str) -> None:
+        if self.captions is not None:
+            raise DatasetError(f"one {CAPTIONS_CSV} per dataset")
+        self.captions = parse_captions_csv(text)
 
 
 def _is_ignorable(name: str) -> bool:
@@ -165,6 +174,12 @@ def add_zip(out: Collected, stream: IO[bytes], blobs: BlobStore, settings: Setti
                 with archive.open(info) as fh:
                     out.labels.update(parse_labels_csv(fh.read(MAX_LABELS_BYTES).decode("utf-8", "replace")))
                 continue
+            if PurePosixPath(name).name == CAPTIONS_CSV:
+                if info.file_size > MAX_LABELS_BYTES:
+                    raise DatasetError(f"{CAPTIONS_CSV} is larger than {MAX_LABELS_BYTES} bytes")
+                with archive.open(info) as fh:
+                    out.add_captions(_utf8(fh.read(MAX_LABELS_BYTES)))
+                continue
             if PurePosixPath(name).suffix.lower() not in AUDIO_SUFFIXES:
                 out.skipped.append(name)
                 continue
@@ -190,6 +205,12 @@ def add_upload(out: Collected, filename: str, stream: IO[bytes], blobs: BlobStor
         if len(data) > MAX_LABELS_BYTES:
             raise DatasetError(f"{LABELS_CSV} is larger than {MAX_LABELS_BYTES} bytes")
         out.labels.update(parse_labels_csv(data.decode("utf-8", "replace")))
+        return
+    if PurePosixPath(name).name == CAPTIONS_CSV:
+        data = stream.read(MAX_LABELS_BYTES + 1)
+        if len(data) > MAX_LABELS_BYTES:
+            raise DatasetError(f"{CAPTIONS_CSV} is larger than {MAX_LABELS_BYTES} bytes")
+        out.add_captions(_utf8(data))
         return
     sha, size, path = blobs.put_stream(stream, settings.max_upload_bytes)
     _add_file(out, name, sha, size, path, settings)
@@ -229,7 +250,7 @@ def scan_directory(out: Collected, root: Path, settings: Settings) -> None:
             name = full.relative_to(root).as_posix()
             if _is_ignorable(name):
                 continue
-            if fname != LABELS_CSV and full.suffix.lower() not in AUDIO_SUFFIXES:
+            if fname not in (LABELS_CSV, CAPTIONS_CSV) and full.suffix.lower() not in AUDIO_SUFFIXES:
                 out.skipped.append(name)
                 continue
             real = full.resolve()
@@ -241,6 +262,11 @@ def scan_directory(out: Collected, root: Path, settings: Settings) -> None:
                     if real.stat().st_size > MAX_LABELS_BYTES:
                         raise DatasetError(f"{name} is larger than {MAX_LABELS_BYTES} bytes")
                     out.labels.update(parse_labels_csv(real.read_text("utf-8", "replace")))
+                    continue
+                if fname == CAPTIONS_CSV:
+                    if real.stat().st_size > MAX_LABELS_BYTES:
+                        raise DatasetError(f"{name} is larger than {MAX_LABELS_BYTES} bytes")
+                    out.add_captions(_utf8(real.read_bytes()))
                     continue
                 sha, size = sha256_file(real), real.stat().st_size
             except OSError as exc:
@@ -256,7 +282,36 @@ def finish(out: Collected, source: str, on_invalid: str, root: str | None = None
         raise DatasetError(f"{len(out.invalid)} file(s) cannot be used: {shown}. Fix or remove them, or send "
                            "on_invalid=skip to leave them out.")
     skipped = out.skipped + [f"{msg} (skipped)" for msg in out.invalid]
-    return build_manifest(out.entries, source, out.silent, skipped, out.labels, root)
+    return build_manifest(out.entries, source, out.silent, skipped, out.labels, root, out.captions)
+
+
+def _utf8(data: bytes) -> str:
+    """Captions are text a model reads: undecodable bytes are refused, not replaced (unlike labels' names)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{CAPTIONS_CSV} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def set_captions(manifests: ManifestStore, dataset: str, captions: dict[str, str]) -> DatasetView | None:
+    """Replace a stored dataset's captions (JSON of PUT /v1/datasets/{id}/captions); the id does not change.
+
+    Every name must be a file of the dataset (a typo would silently leave a file unpaired)."""
+    from soundcheck.datastore import MAX_CAPTION_CHARS, apply_captions
+
+    view = manifests.get(dataset)
+    if view is None:
+        return None
+    entries = [e.model_copy() for e in view.files or []]
+    unknown = sorted(set(captions) - {e.name for e in entries})
+    if unknown:
+        raise DatasetError(f"{len(unknown)} caption name(s) are not files of dataset {dataset}: {unknown[:5]}")
+    bad = [n for n, c in captions.items() if not c.strip() or len(c) > MAX_CAPTION_CHARS]
+    if bad:
+        raise DatasetError(f"captions must be non-empty and at most {MAX_CAPTION_CHARS} characters: {bad[:5]}")
+    apply_captions(entries, {n: c.strip() for n, c in captions.items()})
+    updated = view.model_copy(update={"files": entries, "n_captions": sum(e.caption is not None for e in entries)})
+    return manifests.save(updated, name=view.name)
 
 
 class DatasetInUse(DatasetError):

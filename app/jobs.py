@@ -17,7 +17,7 @@ from rq.serializers import JSONSerializer
 
 from app.validation import check_job
 from soundcheck.datastore import DATASET_KEY, ManifestStore
-from soundcheck.embeddings.registry import SPECS
+from soundcheck.embeddings.registry import SPECS, TEXT_MODELS
 from soundcheck.jobspec import CLASS_PROB_METRICS, SIGNAL_METRICS, JobCreate, JobView
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
 from soundcheck.presets import PRESETS, part_specs
@@ -74,6 +74,9 @@ def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
         raise JobRequestError(f"{', '.join(logit_metrics)} with a softmax/sigmoid activation need a model that gives "
                               f"logits: use embedding {' or '.join(with_logits)} (not {spec.embedding!r}), or "
                               "activation 'model'")
+    if "clap_score" in spec.metrics and spec.embedding not in TEXT_MODELS:
+        raise JobRequestError(f"clap_score needs a model with a text encoder: use embedding "
+                              f"{' or '.join(sorted(TEXT_MODELS))} (not {spec.embedding!r})")
     if spec.metrics and set(spec.metrics) <= SIGNAL_METRICS:
         return
     if not workers:

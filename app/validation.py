@@ -61,6 +61,7 @@ class _Sets:
     def __init__(self, spec: JobCreate, reference: Sequence[FileEntry], candidate: Sequence[FileEntry],
                  model_dir: Path) -> None:
         self.options, self.reference, self.candidate, self.model_dir = spec.options, reference, candidate, model_dir
+        self.embedding = spec.embedding
         names = {f.name for f in reference}
         self.pairs = sum(f.name in names for f in candidate)
 
@@ -133,8 +134,24 @@ def _classifier_problem(model_dir: Path, name: str) -> str | None:
             "for the linear probe")
 
 
+def _clap_score(s: _Sets) -> str | None:
+    from soundcheck.embeddings.registry import CLAP_MERGES, CLAP_VOCAB, TEXT_MODELS, weight_path
+
+    if s.embedding not in TEXT_MODELS:
+        return (f"clap_score needs a model with a text encoder: use embedding {' or '.join(sorted(TEXT_MODELS))} "
+                f"(not {s.embedding!r})")
+    if not any(f.caption is not None for f in s.candidate):
+        return ("clap_score needs the caption of each candidate file, and the candidate has no captions: add "
+                "captions.csv (name,caption) to the upload or directory, or PUT /v1/datasets/{id}/captions")
+    missing = [w.name for w in (CLAP_VOCAB, CLAP_MERGES) if not weight_path(s.model_dir, w).is_file()]
+    if missing:
+        return (f"clap_score needs the roberta-base tokenizer files {' and '.join(missing)} in "
+                f"<model_dir>/{CLAP_VOCAB.subdir}/ (`soundcheck models list` shows where)")
+    return None
+
+
 _CHECKS: dict[str, Callable[[_Sets], str | None]] = {
-    "ndb": _ndb, "prdc": _prdc, "is": _is, "kl": _kl, "accuracy": _accuracy,
+    "ndb": _ndb, "prdc": _prdc, "is": _is, "kl": _kl, "accuracy": _accuracy, "clap_score": _clap_score,
 }
 
 

@@ -10,6 +10,8 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
 # OpenL3 reference (its resampy<0.3 pin conflicts with the test extra; what it imports is in the extra).
 .venv/bin/python -m pip install --quiet --no-deps torchopenl3==1.0.1
+# LAION-CLAP reference: laion_clap 1.1.7 pins numpy<2 (and wandb); what its modules import is in the test extra.
+.venv/bin/python -m pip install --quiet --no-deps laion_clap==1.1.7
 # Debian's chromium drives the dashboard tests; espeak-ng speaks the sentence the YAMNet speech test classifies.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)

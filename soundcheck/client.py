@@ -38,6 +38,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 #: tests/unit/test_light_client.py checks that they stay equal.
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".w64", ".caf"}
 LABELS_CSV = "labels.csv"
+CAPTIONS_CSV = "captions.csv"  # name,caption per file (the CLAP score's prompts)
 TERMINAL = ("finished", "failed")
 #: Connecting is quick or not happening; reading may wait while the api hashes and decodes a large upload.
 CONNECT_TIMEOUT_S = 10.0
@@ -85,7 +86,7 @@ def _unreachable(base_url: str, method: str, path: str, attempts: Attempts, exc:
 def _audio_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and not any(
         part.startswith(".") for part in p.relative_to(directory).parts)
-        and (p.suffix.lower() in AUDIO_SUFFIXES or p.name == LABELS_CSV))
+        and (p.suffix.lower() in AUDIO_SUFFIXES or p.name in (LABELS_CSV, CAPTIONS_CSV)))
 
 
 def pack_directory(directory: Path, target: Path) -> Path:
@@ -301,6 +302,11 @@ class Client:
 
     def delete_dataset(self, dataset_id: str) -> None:
         self._json("DELETE", f"/v1/datasets/{dataset_id}")
+
+    def set_captions(self, dataset_id: str, captions: dict[str, str]) -> DatasetView:
+        """Replace the captions of a dataset's files (name -> caption); the dataset id does not change."""
+        body = self._json("PUT", f"/v1/datasets/{dataset_id}/captions", json={"captions": captions}, idempotent=True)
+        return DatasetView.model_validate(body)
 
     def submit(self, reference: DatasetRef, candidate: DatasetRef, embedding: str = "mel",
                metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None, run: str | None = None,

@@ -21,12 +21,16 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 from soundcheck.jobspec import DatasetView, FileEntry
+from soundcheck.manifest_build import CAPTIONS_CSV as CAPTIONS_CSV
 from soundcheck.manifest_build import LABELS_CSV as LABELS_CSV  # re-exported: the api's imports
+from soundcheck.manifest_build import MAX_CAPTION_CHARS as MAX_CAPTION_CHARS
 from soundcheck.manifest_build import DatasetError as DatasetError
 from soundcheck.manifest_build import TooLarge
+from soundcheck.manifest_build import apply_captions as apply_captions
 from soundcheck.manifest_build import build_manifest as build_manifest
 from soundcheck.manifest_build import describe as describe
 from soundcheck.manifest_build import label_of as label_of
+from soundcheck.manifest_build import parse_captions_csv as parse_captions_csv
 from soundcheck.manifest_build import parse_labels_csv as parse_labels_csv
 from soundcheck.manifest_build import safe_relative_name as safe_relative_name
 from soundcheck.read_cache import ReadCache
@@ -303,11 +307,11 @@ class ManifestStore:
 
 def _replaces(new: DatasetView, old: DatasetView) -> bool:
     """Same content, better manifest: uploaded bytes (durable blobs) over a registered directory, or new
-    labels (labels are not content: they change no embedding, statistics or cache entry)."""
+    labels or captions (they are not content: they change no embedding, statistics or cache entry)."""
     if new.source != old.source:
         return new.source == "upload"
-    new_labels = {f.name: f.label for f in new.files or []}
-    return any(new_labels.get(f.name) != f.label for f in old.files or [])
+    new_meta = {f.name: (f.label, f.caption) for f in new.files or []}
+    return any(new_meta.get(f.name) != (f.label, f.caption) for f in old.files or [])
 
 
 def _is_hex_id(value: str) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from soundcheck.jobspec import METRIC_NAMES, SIGNAL_METRICS, MetricOptions
+from soundcheck.metrics import clap_score as clap
 from soundcheck.metrics import diagnostics as diag
 from soundcheck.metrics import signal as sig
 from soundcheck.metrics.bootstrap import interval_from_replicates, percentile_interval, resample_weights
@@ -64,6 +65,8 @@ class FileEmbedding:
     silent: bool = False
     #: Set when ``frames`` holds only the file's float64 mean (one row): how many frames made it (streamed sets).
     n_frames: int | None = None
+    caption: str | None = None  # the text the file was generated from (dataset captions)
+    text_embedding: np.ndarray | None = None  # the caption's CLAP text embedding, set by the worker for clap_score
 
 
 def frame_count(file: FileEmbedding) -> int:
@@ -127,6 +130,8 @@ class _Context:
     kad_max_frames: int | None = 20_000
     #: What FileEmbedding.probs hold: "probabilities" or "logits" (the model's ModelSpec.class_scores).
     class_scores: str = "probabilities"
+    #: Why the caption texts could not be embedded (the model has no text encoder, tokenizer files missing).
+    text_problem: str | None = None
     warnings: list[str] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -541,9 +546,29 @@ def _kl_published(pairs: list[tuple[FileEmbedding, FileEmbedding]], definition: 
             "direction": "kld = KL(p_reference || p_candidate + eps); kld_qp the reverse"}
 
 
+def _clap_score(ctx: _Context) -> dict:
+    paired = [f for f in ctx.candidate if f.caption is not None]
+    if not paired:
+        raise MetricInputError("clap_score needs the caption of each candidate file, and the candidate has none: "
+                               "add captions.csv (name,caption) or PUT /v1/datasets/{id}/captions")
+    if ctx.text_problem is not None or any(f.text_embedding is None for f in paired):
+        raise MetricInputError(ctx.text_problem or "clap_score needs the text embedding of each caption: use a "
+                               "CLAP model (clap-laion-*)")
+    audio = np.stack([clap.file_embedding(f.frames) for f in paired])
+    text = np.stack([np.asarray(f.text_embedding, dtype=np.float64) for f in paired])
+    cosines = clap.pair_cosines(audio, text)
+    value = float(cosines.mean())
+    values = clap.bootstrap_means(cosines, ctx.weights(len(paired)))
+    return {"value": value, "interval": ctx.interval(values, value, (-1.0, 1.0)), "n_paired": len(paired),
+            "n_unpaired": len(ctx.candidate) - len(paired),
+            "per_file": {f.name: float(c) for f, c in zip(paired, cosines, strict=True)},
+            "definition": "mean over caption-paired candidate files of cos(mean of the file's CLAP audio window "
+                          "embeddings, CLAP text embedding of its caption)"}
+
+
 _EMBEDDING_METRICS: dict[str, Callable[[_Context], dict]] = {
     "fad": _fad, "fad_inf": _fad_inf, "fad_per_file": _fad_per_file, "kad": _kad, "ndb": _ndb, "prdc": _prdc,
-    "accuracy": _accuracy, "is": _is, "kl": _kl,
+    "accuracy": _accuracy, "is": _is, "kl": _kl, "clap_score": _clap_score,
 }
 
 
@@ -602,7 +627,7 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
                         n_reference_files: int | None = None, checkpoint: Callable[[], None] | None = None,
                         device: str = "cpu", kad_device: str = "auto", kad_max_frames: int | None = 20_000,
                         reference_terms: dict[str, Any] | None = None,
-                        class_scores: str = "probabilities") -> dict:
+                        class_scores: str = "probabilities", text_problem: str | None = None) -> dict:
     """Compute embedding metrics. ``reference`` may be empty when only FAD-family metrics are asked and
     ``reference_stats`` (cached) is given (then ``n_reference_files`` says how many files made them);
     ``ndb_bins`` are cached bins of this reference, fitted on ``ndb_samples`` (else fitted here).
@@ -613,12 +638,14 @@ def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbeddin
     seconds each metric took. ``device`` is the worker's torch device (a GPU runs the FAD bootstrap);
     ``kad_device`` and ``kad_max_frames`` are the worker's KAD settings (SOUNDCHECK_KAD_DEVICE, _KAD_MAX_FRAMES).
     ``reference_terms``: quantities of this reference alone, by context key (``ReferenceSide.terms``: cached
-    ``kad_reference``, ``prdc_reference_<unit>``), used as given; those computed here are added to the dict."""
+    ``kad_reference``, ``prdc_reference_<unit>``), used as given; those computed here are added to the dict.
+    ``text_problem``: why the candidate captions have no text embeddings (clap_score then fails with it)."""
     metrics = _check_metrics(metrics, _EMBEDDING_METRICS, "evaluate_signals (waveform pairs)")
     if not candidate:
         raise MetricInputError("the candidate set has no files")
     ctx = _Context(reference, candidate, options, reference_stats, ndb_bins, n_reference_files, device=device,
-                   kad_device=kad_device, kad_max_frames=kad_max_frames, class_scores=class_scores)
+                   kad_device=kad_device, kad_max_frames=kad_max_frames, class_scores=class_scores,
+                   text_problem=text_problem)
     if checkpoint is not None:
         ctx.checkpoint = checkpoint
     if reference_terms:

@@ -14,7 +14,7 @@ from soundcheck.presets import PresetName
 
 MetricName = Literal[
     "fad", "fad_inf", "fad_per_file", "kad", "ndb", "prdc", "accuracy", "is", "kl",
-    "snr", "si_sdr", "lsd", "mcd", "mrstft", "mfcc_distance",
+    "snr", "si_sdr", "lsd", "mcd", "mrstft", "mfcc_distance", "clap_score",
 ]
 METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
 #: Metrics computed on waveforms of files paired by name; they need no embedding model.
@@ -348,6 +348,8 @@ class FileEntry(BaseModel):
     channels: int
     format: str
     label: str | None = None
+    caption: str | None = Field(None, description="Text prompt of this file (captions.csv or PUT .../captions); "
+                                "metadata, not content: it does not change the dataset id.")
     silent: bool = Field(False, description="Peak below -80 dBFS.")
     path: str | None = Field(None, description="Absolute path (or s3:// URL) of a registered file; None = blob.")
 
@@ -364,10 +366,18 @@ class DatasetView(BaseModel):
     sample_rates: list[int]
     channels: list[int]
     labels: list[str] = Field(default_factory=list)
+    n_captions: int = Field(0, description="Files with a caption (the CLAP score pairs files to captions by name).")
     warnings: list[str] = Field(default_factory=list)
     skipped: list[str] = Field(default_factory=list, description="Non-audio members that were ignored.")
     created_at: datetime
     files: list[FileEntry] | None = None
+
+
+class SetCaptions(_Strict):
+    """PUT /v1/datasets/{id}/captions body: the caption of each file by name (replaces all captions)."""
+
+    captions: dict[str, str] = Field(description="File name (as in the manifest) -> caption. Files not named "
+                                     "get no caption; captions do not change the dataset id.")
 
 
 class RegisterDataset(_Strict):
@@ -378,7 +388,7 @@ class RegisterDataset(_Strict):
 
 
 #: Metrics that report a bootstrap interval (options.bootstrap, options.confidence), as soundcheck.evaluation does.
-INTERVAL_METRICS = frozenset({"fad", "kad", "prdc", "accuracy"}) | SIGNAL_METRICS
+INTERVAL_METRICS = frozenset({"fad", "kad", "prdc", "accuracy", "clap_score"}) | SIGNAL_METRICS
 #: Metrics that draw random numbers from options.seed (resamples, subsets, k-means, probe, IS shuffle).
 SEEDED_METRICS = INTERVAL_METRICS | {"fad_inf", "ndb", "is"}
 _SHARED_USE = {"bootstrap": INTERVAL_METRICS, "confidence": INTERVAL_METRICS, "seed": SEEDED_METRICS}
@@ -421,6 +431,12 @@ METRIC_INFO: dict[str, dict[str, str | None]] = {
             "better": "lower", "reference": "Kubichek 1993; mel-cepstral analysis of Fukada et al. 1992 (SPTK mcep)"},
     "mfcc_distance": {"title": "MFCC distance (dB), the Kubichek constant on 13 log-mel MFCC", "needs": "paired files",
                       "better": "lower", "reference": "soundcheck's mcd before version 2; not comparable with MCD"},
+    "clap_score": {"title": "CLAP score: mean cosine between each candidate's audio and its caption",
+                   "needs": "captions + a CLAP model (clap-laion-*)", "better": "higher",
+                   "reference": "stable-audio-metrics clap_score (Evans et al. 2024); LAION-CLAP (Wu et al. 2023)",
+                   "definition": "mean over candidate files with a caption of cos(a, t): a the mean of the file's "
+                                 "L2-normalised CLAP audio window embeddings, t the CLAP text embedding of its "
+                                 "caption; files pair to captions by name; n_paired and n_unpaired reported"},
     "mrstft": {"title": "Multi-resolution STFT distance", "needs": "paired files", "better": "lower",
                "reference": "Yamamoto et al., ICASSP 2020"},
 }

@@ -16,6 +16,8 @@ from soundcheck.jobspec import DatasetView, FileEntry
 from soundcheck.provenance import dataset_id
 
 LABELS_CSV = "labels.csv"
+CAPTIONS_CSV = "captions.csv"
+MAX_CAPTION_CHARS = 2000
 
 
 class DatasetError(ValueError):
@@ -61,6 +63,44 @@ def parse_labels_csv(text: str) -> dict[str, str]:
     return labels
 
 
+def parse_captions_csv(text: str) -> dict[str, str]:
+    """``name,caption`` rows (an optional header ``name,caption``) -> {name: caption}.
+
+    Strict, because a caption silently cut at a comma would change a CLAP score: a caption with commas must be
+    quoted (standard CSV), every row has exactly two fields, no name twice, no empty caption."""
+    import csv
+    import io
+
+    captions: dict[str, str] = {}
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except csv.Error as exc:
+        raise DatasetError(f"{CAPTIONS_CSV} is not valid CSV ({exc})") from None
+    for number, row in enumerate(rows, start=1):
+        if not row or (number == 1 and [c.strip().lower() for c in row] == ["name", "caption"]):
+            continue
+        if len(row) != 2:
+            raise DatasetError(f"{CAPTIONS_CSV} row {number}: expected 2 fields 'name,caption', got {len(row)} "
+                               "(quote a caption that contains commas: \"a, b\")")
+        name, caption = safe_relative_name(row[0].strip()), row[1].strip()
+        if not caption:
+            raise DatasetError(f"{CAPTIONS_CSV} row {number}: empty caption for {name!r}")
+        if len(caption) > MAX_CAPTION_CHARS:
+            raise DatasetError(f"{CAPTIONS_CSV} row {number}: caption longer than {MAX_CAPTION_CHARS} characters")
+        if name in captions:
+            raise DatasetError(f"{CAPTIONS_CSV} row {number}: {name!r} has a caption already")
+        captions[name] = caption
+    return captions
+
+
+def apply_captions(entries: list[FileEntry], captions: dict[str, str]) -> list[str]:
+    """Set each entry's caption (None where it has none); return the caption names no file has (sorted)."""
+    names = {e.name for e in entries}
+    for e in entries:
+        e.caption = captions.get(e.name)
+    return sorted(set(captions) - names)
+
+
 def describe(name: str, path: Path, sha256: str, size: int, stored_path: str | None = None,
              info: audio.AudioInfo | None = None) -> tuple[FileEntry, bool]:
     """Probe a stored file into a manifest entry; also say whether it is silent. Raises AudioError."""
@@ -81,6 +121,7 @@ def build_manifest(
     skipped: Iterable[str] = (),
     labels: dict[str, str] | None = None,
     root: str | None = None,
+    captions: dict[str, str] | None = None,
 ) -> DatasetView:
     if not entries:
         raise DatasetError("the dataset has no audio files")
@@ -93,6 +134,10 @@ def build_manifest(
             e.label = labels.get(e.name, e.label)
     silent = sorted(silent)
     warnings = []
+    if captions:
+        unknown = apply_captions(entries, captions)
+        if unknown:
+            warnings.append(f"{len(unknown)} caption(s) name no file of the dataset: {unknown[:5]}")
     if silent:
         warnings.append(f"{len(silent)} of {len(entries)} files are silent (peak < -80 dBFS): {silent[:5]}")
     rates = sorted({e.sample_rate for e in entries})
@@ -108,6 +153,7 @@ def build_manifest(
         sample_rates=rates,
         channels=sorted({e.channels for e in entries}),
         labels=sorted({e.label for e in entries if e.label}),
+        n_captions=sum(e.caption is not None for e in entries),
         warnings=warnings,
         skipped=sorted(skipped),
         created_at=datetime.now(UTC),

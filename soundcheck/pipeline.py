@@ -115,7 +115,7 @@ def embed_stream(
                 _add(timing, "cache", started)
         hits.discard(i)
         out.append(FileEmbedding(name=entry.name, frames=emb.frames, probs=emb.probs, label=entry.label,
-                                 sample_rate=entry.sample_rate, silent=entry.silent))
+                                 sample_rate=entry.sample_rate, silent=entry.silent, caption=entry.caption))
         if len(out) >= chunk_files or i == len(files) - 1:
             if on_file is not None:
                 on_file(len(out))

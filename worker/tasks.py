@@ -385,13 +385,19 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
         reporter.set_stage(f"classifying with {spec.options.accuracy.classifier}")
         classifier_prov = _classify(spec.options.accuracy.classifier, candidate, cand_files, blobs, batch,
                                     reporter.checkpoint)
+    text_problem = None
+    if "clap_score" in metrics:
+        reporter.set_stage("embedding captions")
+        text_problem, text_prov = _embed_captions(model, cand_files)
+        if text_prov is not None:
+            emb_prov = {**emb_prov, "text": text_prov}
     reporter.set_stage("computing metrics")
     part = evaluate_embeddings(metrics, ref_files, cand_files, spec.options, reference_stats=ref_stats,
                                on_stage=lambda stage: reporter.set_stage(f"computing {stage}"), ndb_bins=bins,
                                n_reference_files=len(reference.files or []), checkpoint=reporter.checkpoint,
                                device=runtime.device, kad_device=settings.kad_device,
                                kad_max_frames=settings.kad_max_frames, reference_terms=terms,
-                               class_scores=model.spec.class_scores)
+                               class_scores=model.spec.class_scores, text_problem=text_problem)
     cache_info = part.setdefault("diagnostics", {}).setdefault("cache", {})
     cache_info["reference_stats"] = "hit" if cached_stats is not None else "miss"
     if pack_status is not None:
@@ -403,6 +409,23 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     if classifier_prov is not None:
         emb_prov = {**emb_prov, "classifier": classifier_prov}
     return emb_prov, part
+
+
+def _embed_captions(model: EmbeddingModel, files: list[FileEmbedding]) -> tuple[str | None, dict | None]:
+    """Give each captioned candidate file its caption's text embedding (CLAP models); (problem, provenance)."""
+    embed_text = getattr(model, "embed_text", None)
+    if embed_text is None:
+        return f"clap_score needs a model with a text encoder (clap-laion-*), not {model.spec.id!r}", None
+    captioned = [f for f in files if f.caption is not None]
+    if not captioned:
+        return None, None
+    try:
+        texts = embed_text([f.caption for f in captioned])
+    except ModelUnavailable as exc:
+        return str(exc), None
+    for file, text in zip(captioned, texts, strict=True):
+        file.text_embedding = text
+    return None, model.text_provenance()
 
 
 def _fold_reference(redis: Redis, job_id: str, reference: DatasetView, model: EmbeddingModel, emb_key: str,

@@ -183,9 +183,58 @@ SPECS["encodec-24k"] = ModelSpec(
     description="EnCodec 24 kHz encoder latents before quantisation (fadtk encodec-emb): 128-d at 75 Hz, whole file",
 )
 
+# --- LAION-CLAP (laion_clap 1.1.7 checkpoints on huggingface.co/lukewys/laion_clap) ---
+_CLAP_URL = "https://huggingface.co/lukewys/laion_clap/resolve/main/"
+#: id -> (checkpoint, HTS-AT size, fusion); sizes and fusion as fadtk's CLAPLaionModel and stable-audio-metrics
+#: construct them (music: amodel HTSAT-base; 630k: HTSAT-tiny; the fusion file: enable_fusion=True, aff_2d)
+CLAP_MODELS = {
+    "clap-laion-audio": ("630k-audioset-best.pt", "tiny", False),
+    "clap-laion-music": ("music_audioset_epoch_15_esc_90.14.pt", "base", False),
+    "clap-laion-audio-fusion": ("630k-audioset-fusion-best.pt", "tiny", True),
+}
+CLAP_VOCAB = WeightFile(
+    name="vocab.json", subdir="roberta-base", url="https://huggingface.co/FacebookAI/roberta-base/resolve/main/vocab.json",
+    description="roberta-base BPE vocabulary (CLAP text side; audio embeddings run without it)",
+)
+CLAP_MERGES = WeightFile(
+    name="merges.txt", subdir="roberta-base", url="https://huggingface.co/FacebookAI/roberta-base/resolve/main/merges.txt",
+    description="roberta-base BPE merges (CLAP text side; audio embeddings run without it)",
+)
+
+
+def clap_weights(model_id: str) -> WeightFile:
+    name, size, fusion = CLAP_MODELS[model_id]
+    return WeightFile(
+        name=name, sha256=None,  # LAION publishes no checksum: the sha256 found is recorded in provenance
+        url=_CLAP_URL + name,
+        description=f"LAION-CLAP HTSAT-{size}{' fusion' if fusion else ''} + RoBERTa text branch (laion_clap 1.1.7)",
+    )
+
+
+def _clap_spec(model_id: str) -> ModelSpec:
+    name, size, fusion = CLAP_MODELS[model_id]
+    framing = ("one per file (stable-audio-metrics clap_score: peak -1 dBFS, repeatpad <= 10 s, fusion beyond)"
+               if fusion else "10 s window at every whole second, zero-padded (fadtk)")
+    return ModelSpec(
+        id=model_id, sample_rate=48000, frame_s=10.0, hop_s=10.0 if fusion else 1.0, dim=512,
+        factory=f"soundcheck.embeddings.clap:Clap{''.join(p.title() for p in model_id.split('-')[2:])}",
+        weight_files=(clap_weights(model_id), CLAP_VOCAB, CLAP_MERGES),
+        requires=("torch",),
+        paper="Wu, Chen et al., Large-scale Contrastive Language-Audio Pretraining with Feature Fusion and "
+              "Keyword-to-Caption Augmentation, ICASSP 2023",
+        description=f"LAION-CLAP HTSAT-{size} ({name}), 512-d audio + text: {framing}",
+    )
+
+
+SPECS.update({m: _clap_spec(m) for m in CLAP_MODELS})
+
+#: Models whose instances can embed text (``embed_text``) in the audio embedding space.
+TEXT_MODELS = frozenset(CLAP_MODELS)
+
 #: Files a model can run without (they add names, not numbers). The VGGish PCA file is required by
-#: `vggish-pca` and not declared by `vggish`, so it is not optional anywhere.
-OPTIONAL_WEIGHTS = {"class_labels_indices.csv"}
+#: `vggish-pca` and not declared by `vggish`, so it is not optional anywhere. CLAP's tokenizer files are needed
+#: only for text embeddings (the CLAP score), which say so when they are missing.
+OPTIONAL_WEIGHTS = {"class_labels_indices.csv", "vocab.json", "merges.txt"}
 
 
 class ModelUnavailable(RuntimeError):

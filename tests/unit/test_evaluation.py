@@ -47,6 +47,9 @@ def test_all_embedding_metrics_end_to_end_are_json_safe(sets):
     ref, cand = sets
     for i, f in enumerate(cand[:10]):  # ten pairs for kl
         f.name = ref[i].name
+    rng = np.random.default_rng(5)
+    for f in cand:  # captions with their text embeddings, as the worker gives a CLAP model's (clap_score)
+        f.caption, f.text_embedding = f"caption of {f.name}", rng.standard_normal(DIM).astype(np.float32)
     stages = []
     res = evaluate_embeddings(EMBEDDING_METRICS, ref, cand, small_options(), on_stage=stages.append)
     json.dumps(res, allow_nan=False)

@@ -16,10 +16,11 @@ from app.datasets import (
     finish,
     resolve_allowed,
     scan_directory,
+    set_captions,
 )
 from app.remote_datasets import resolve_allowed_url, scan_objects
 from soundcheck.datastore import BlobRefs
-from soundcheck.jobspec import DatasetView, RegisterDataset
+from soundcheck.jobspec import DatasetView, RegisterDataset, SetCaptions
 from soundcheck.storage import is_url
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -28,8 +29,8 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 @router.post("", status_code=201, response_model=DatasetView, response_model_exclude_none=True,
              responses=errors(503))
 def upload_dataset(
-    files: Annotated[list[UploadFile], File(min_length=1,
-                                            description="Audio files and/or zip archives; labels.csv optional")],
+    files: Annotated[list[UploadFile], File(
+        min_length=1, description="Audio files and/or zip archives; labels.csv and captions.csv optional")],
     manifests: ManifestsDep,
     redis: RedisDep,
     settings: SettingsDep,
@@ -85,6 +86,18 @@ def get_dataset(dataset_id: str, manifests: ManifestsDep, include_files: bool = 
     if manifest is None:
         raise HTTPException(404, f"dataset {dataset_id!r} not found")
     return manifest if include_files else manifest.model_copy(update={"files": None})
+
+
+@router.put("/{dataset_id}/captions", response_model=DatasetView, response_model_exclude_none=True,
+            responses=errors(400, 404, 503))
+def put_captions(dataset_id: str, body: SetCaptions, manifests: ManifestsDep,
+                 include_files: bool = False) -> DatasetView:
+    """Replace the captions of a dataset's files (what `clap_score` pairs by name). The dataset id stays: captions
+    are metadata, like labels; a job that already ran keeps the captions it read."""
+    view = set_captions(manifests, dataset_id, body.captions)
+    if view is None:
+        raise HTTPException(404, f"dataset {dataset_id!r} not found")
+    return view if include_files else view.model_copy(update={"files": None})
 
 
 @router.delete("/{dataset_id}", status_code=204, response_class=Response,
