@@ -319,8 +319,12 @@ class ReferenceSide:
 
     def __init__(self, metrics: Sequence[str], reference: Sequence[FileEmbedding], options: MetricOptions,
                  device: str = "cpu", kad_device: str = "auto", kad_max_frames: int | None = 20_000,
-                 checkpoint: Callable[[], None] | None = None, rows: np.ndarray | None = None) -> None:
-        """``rows``: the reference files' frames already concatenated (a cached pack of the set), not copied."""
+                 checkpoint: Callable[[], None] | None = None, rows: np.ndarray | None = None,
+                 trusted: bool = False) -> None:
+        """``rows``: the reference files' frames already concatenated (a cached pack of the set), not copied.
+        ``trusted``: the files came from the pack cached under the same dataset content id and embedding key as
+        the terms (the worker's keys), so :meth:`load` skips fingerprinting them: that would only re-prove what
+        both keys already name (KAD's blake2b pass over every frame was ~28 ms of a 7,000 x 1024-d reference)."""
         self._ctx = _Context(reference, [], options, None, None, device=device, kad_device=kad_device,
                              kad_max_frames=kad_max_frames)
         if checkpoint is not None:
@@ -328,6 +332,12 @@ class ReferenceSide:
         if rows is not None:
             self._ctx._cache["ref_all"] = rows
         self.metrics = set(metrics)
+        self.trusted = trusted
+
+    def ndb_samples(self, unit: str) -> np.ndarray:
+        """What :func:`ndb_samples` gives, through the context's cache: the per-file means are computed once for
+        the NDB bins, PRDC's radii and the metrics themselves (handed on in :attr:`terms`)."""
+        return self._ctx.ref_all("ndb") if unit == "frame" else self._ctx.ref_samples("ndb", unit)
 
     def options(self) -> dict[str, dict[str, Any]]:
         """Term name -> the options and versions that change it, for the terms these metrics read."""
@@ -359,13 +369,14 @@ class ReferenceSide:
         try:
             if name == "kad_reference":
                 device, max_frames = _kad_setup(self._ctx)
-                term: Any = KernelReference.from_bytes(data, frames=self._ctx.ref_all("kad"))
+                term: Any = KernelReference.from_bytes(data, frames=self._ctx.ref_all("kad"), verify=not self.trusted)
                 term.check(self._ctx.options.kad.bandwidth, self._ctx.options.seed, DEFAULT_BLOCK, max_frames)
                 if term.backend != backend_for(device).name:
                     return False
             else:
                 unit = self._ctx.options.prdc.unit
-                term = PrdcReference.from_bytes(data, samples=self._ctx.ref_samples("prdc", unit))
+                term = PrdcReference.from_bytes(data, samples=self._ctx.ref_samples("prdc", unit),
+                                                verify=not self.trusted)
                 if self._ctx.options.prdc.k not in term.radii:
                     return False
         except (ValueError, MetricInputError, KeyError):

@@ -29,7 +29,6 @@ from soundcheck.evaluation import (
     evaluate_signals,
     failed_metric,
     metric_versions,
-    ndb_samples,
 )
 from soundcheck.jobspec import SIGNAL_METRICS, DatasetView, JobCreate
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
@@ -335,20 +334,25 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
             pack_key = reference_pack_key(reference.id, emb_key, keep, with_probs)
             packed = stats_cache.get(pack_key) if ref_stats is not None else None
             if packed is not None:  # the set as its metrics keep it, in one value: no file read one by one
-                ref_files, ref_rows = reference_pack.unpack(packed)
-                reporter.advance(len(ref_files))
-            else:
+                try:
+                    ref_files, ref_rows = reference_pack.unpack(packed)
+                except ValueError:  # not a pack this code wrote: read the set file by file and pack it again
+                    packed = None
+                else:
+                    reporter.advance(len(ref_files))
+            if packed is None:
                 ref_files, ref_stats = _fold_reference(redis, job_id, reference, model, emb_key, blobs, cache,
                                                        reporter, keep, ref_stats)
-                _put_pack(stats_cache, pack_key, ref_files, with_probs)
+                if keep != KEEP_STATS:  # a statistics-only job keeps no files: nothing to pack
+                    _put_pack(stats_cache, pack_key, ref_files, with_probs)
             if keep != KEEP_STATS:
                 pack_status = "hit" if packed is not None else "miss"
             if cached_stats is None:
                 stats_cache.put(stats_key, ref_stats.to_bytes())
-            bins, bins_hit = _ndb_bins(stats_cache, spec, metrics, reference.id, emb_key, ref_files)
             side = ReferenceSide(metrics, ref_files, spec.options, device=runtime.device,
                                  kad_device=settings.kad_device, kad_max_frames=settings.kad_max_frames,
-                                 checkpoint=reporter.checkpoint, rows=ref_rows)
+                                 checkpoint=reporter.checkpoint, rows=ref_rows, trusted=packed is not None)
+            bins, bins_hit = _ndb_bins(stats_cache, spec, metrics, reference.id, emb_key, side, bool(ref_files))
             terms, term_cache = _reference_terms(stats_cache, side, reference.id, emb_key, reporter)
     reporter.set_stage("embedding candidate")
     # every embedding metric reads the candidate's frames (FAD: its statistics, bootstrap, per-file and subset FAD)
@@ -416,13 +420,14 @@ def _embed(redis: Redis, job_id: str, dataset: DatasetView, model: EmbeddingMode
 
 
 def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], reference_id: str, emb_key: str,
-              ref_files: list) -> tuple[NdbBins | None, bool]:
+              side: ReferenceSide, has_files: bool) -> tuple[NdbBins | None, bool]:
     """Fitted NDB bins of the reference, cached like reference statistics (content, provenance, K, whitening,
-    seed); None when NDB is not asked or the reference is too small (the metric then says why)."""
+    seed); None when NDB is not asked or the reference is too small (the metric then says why). The samples
+    come from ``side`` (``ndb_samples`` of its files), so the per-file means are computed once per job."""
     opts = spec.options.ndb
-    if "ndb" not in metrics or not ref_files:
+    if "ndb" not in metrics or not has_files:
         return None, False
-    samples = ndb_samples(ref_files, opts.unit)
+    samples = side.ndb_samples(opts.unit)
     if len(samples) < 2 * opts.k:
         return None, False  # the metric itself says why
     key = ndb_bins_key(reference_id, emb_key, opts.k, opts.whiten, spec.options.seed,
