@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.api.auth import REQUEST_ID, Guard, RequestId, check_binding, route_path
 from app.api.deps import require_token
 from app.api.problems import allowed_methods, install_openapi
-from app.api.routes import datasets, health, jobs, metrics, models
+from app.api.routes import datasets, health, jobs, metrics, models, references
 from app.datasets import Forbidden
 from app.jobs import JobRequestError
 from app.quota import QuotaExceeded
@@ -219,7 +219,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_openapi(app, secured=bool(settings.accepted_tokens))
     secured = [Depends(require_token)]
-    for module in (health, datasets, jobs, models, metrics):
+    for module in (health, datasets, jobs, models, metrics, references):
         app.include_router(module.router, prefix="/v1", dependencies=secured if module is not health else [])
 
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from soundcheck.jobspec import DatasetView, JobCreate, JobView
+from soundcheck.jobspec import DatasetView, DeclaredProvenance, JobCreate, JobView, ReferenceView
 from soundcheck.retry import NOT_SENT, Attempts, RetryPolicy
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -93,7 +93,7 @@ def pack_directory(directory: Path, target: Path) -> Path:
     return target
 
 
-def _job_body(reference: str, candidate: str, embedding: str, metrics: Sequence[str] | None,
+def _job_body(reference: str | dict[str, str], candidate: str, embedding: str, metrics: Sequence[str] | None,
               options: dict[str, Any] | None) -> dict[str, Any]:
     spec = JobCreate.model_validate({"reference": reference, "candidate": candidate, "embedding": embedding,
                                      "metrics": list(metrics or ["fad"]), "options": options or {}})
@@ -248,8 +248,8 @@ class Client:
     def delete_dataset(self, dataset_id: str) -> None:
         self._json("DELETE", f"/v1/datasets/{dataset_id}")
 
-    def submit(self, reference: str, candidate: str, embedding: str = "mel", metrics: Sequence[str] | None = None,
-               options: dict[str, Any] | None = None) -> JobView:
+    def submit(self, reference: str | dict[str, str], candidate: str, embedding: str = "mel",
+               metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None) -> JobView:
         body = _job_body(reference, candidate, embedding, metrics, options)
         return JobView.model_validate(self._json("POST", "/v1/jobs", json=body))
 
@@ -275,10 +275,36 @@ class Client:
                 raise TimeoutError(f"job {job_id} still {view.status} after {timeout_s} s")
             time.sleep(poll_s)
 
-    def evaluate(self, reference: str, candidate: str, embedding: str = "mel", metrics: Sequence[str] | None = None,
-                 options: dict[str, Any] | None = None, **wait_kwargs: Any) -> JobView:
-        """Submit and wait; the finished (or failed) job view."""
+    def evaluate(self, reference: str | dict[str, str], candidate: str, embedding: str = "mel",
+                 metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
+                 **wait_kwargs: Any) -> JobView:
+        """Submit and wait; the finished (or failed) job view. ``reference``: a dataset id, or
+        ``{"imported": "<id>"}`` for imported statistics (FAD family only)."""
         return self.wait(self.submit(reference, candidate, embedding, metrics, options).id, **wait_kwargs)
+
+    # --- references brought from elsewhere (issue 10.5) -------------------------------------------------------
+    def references(self) -> list[ReferenceView]:
+        return [ReferenceView.model_validate(r) for r in self._json("GET", "/v1/references")]
+
+    def import_reference(self, npz: str | os.PathLike[str], embedding: str, **declared: Any) -> ReferenceView:
+        """Import fadtk (``mu``, ``cov``) or stable-audio-metrics (``mu_ref``, ``sigma_ref``) statistics.
+        ``declared``: model, sample_rate, source, declared_by, n_frames, n_files, note (as the importer says)."""
+        provenance = DeclaredProvenance(embedding=embedding, **declared).model_dump_json(exclude_none=True)
+        path = Path(npz)
+        with path.open("rb") as handle:
+            body = self._json("POST", "/v1/references/import", files={"file": (path.name, handle,
+                              "application/octet-stream")}, data={"provenance": provenance}, idempotent=True)
+        return ReferenceView.model_validate(body)
+
+    def export_reference(self, ref_id: str, target: str | os.PathLike[str] | None = None,
+                         layout: str = "fadtk") -> bytes:
+        """The reference's mean and covariance as an npz in ``layout`` (fadtk or stable-audio-metrics); written
+        to ``target`` too when given."""
+        response = self._request("GET", f"/v1/references/{ref_id}/export", params={"layout": layout})
+        _raise_for_problem(response)
+        if target is not None:
+            Path(target).write_bytes(response.content)
+        return response.content
 
 
 class AsyncClient:

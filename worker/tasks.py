@@ -42,6 +42,7 @@ from soundcheck.provenance import (
     reference_term_key,
     result_provenance,
 )
+from soundcheck.references import ReferenceStore
 from soundcheck.settings import get_settings
 from soundcheck.streaming import KEEP_STATS, SetFold, reference_keep
 from worker import reference_pack
@@ -254,10 +255,14 @@ def _manifest(manifests: ManifestStore, dataset_id: str, role: str) -> DatasetVi
 
 
 def run_job(redis: Redis, job_id: str, spec: JobCreate, store: JobStore) -> dict[str, Any]:
+    if spec.imported_reference is not None:  # statistics brought from elsewhere: the FAD family only
+        from worker.imported import run_imported_job  # it builds on this module's helpers
+
+        return run_imported_job(redis, job_id, spec, store)
     settings = get_settings()
     manifests = ManifestStore(redis, settings.data_dir / "datasets")
     blobs = BlobStore(settings.blob_dir)
-    reference = _manifest(manifests, spec.reference, "reference")
+    reference = _manifest(manifests, spec.reference_dataset or "", "reference")
     candidate = _manifest(manifests, spec.candidate, "candidate")
     embedding_metrics = [m for m in spec.metrics if m not in SIGNAL_METRICS]
     signal_metrics = [m for m in spec.metrics if m in SIGNAL_METRICS]
@@ -349,6 +354,8 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
                 pack_status = "hit" if packed is not None else "miss"
             if cached_stats is None:
                 stats_cache.put(stats_key, ref_stats.to_bytes())
+                ReferenceStore(redis, settings.data_dir / "references").record_computed(  # listed, exportable
+                    stats_key, reference.id, spec.embedding, emb_key, ref_stats.n, ref_stats.dim)
             side = ReferenceSide(metrics, ref_files, spec.options, device=runtime.device,
                                  kad_device=settings.kad_device, kad_max_frames=settings.kad_max_frames,
                                  checkpoint=reporter.checkpoint, rows=ref_rows, trusted=packed is not None)
