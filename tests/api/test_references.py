@@ -69,7 +69,8 @@ def test_both_layouts_import_list_and_export(api: TestClient) -> None:
     assert fadtk.json()["verified"] is False and fadtk.headers["location"] == f"/v1/references/{fadtk.json()['id']}"
     listed = {r["id"] for r in api.get("/v1/references").json()}
     assert {fadtk.json()["id"], sam.json()["id"]} <= listed
-    assert api.get(f"/v1/references/{sam.json()['id']}").json()["declared"]["sample_rate"] == 48000
+    listed_sam = next(r for r in api.get("/v1/references").json() if r["id"] == sam.json()["id"])
+    assert listed_sam["declared"]["sample_rate"] == 48000
     exported = api.get(f"/v1/references/{sam.json()['id']}/export", params={"layout": "fadtk"})
     assert exported.status_code == 200 and exported.headers["content-type"] == "application/octet-stream"
     with np.load(io.BytesIO(exported.content)) as z:

@@ -25,7 +25,8 @@ pytest.importorskip("schemathesis")
 TOKEN, OTHER = "fuzz-token-7d1e", "fuzz-rotated-0a9c"
 SEED = 20261201
 #: Semantic rejections of schema-valid input: an undecodable "audio" file, a path that is not a directory under the
-#: allowed roots, metrics that the embedding cannot serve. Everything else must accept schema-valid data.
+#: allowed roots, metrics that the embedding cannot serve, an npz (or provenance JSON) that is not statistics.
+#: Everything else must accept schema-valid data.
 SEMANTIC = ["2xx", "401", "403", "404", "409", "413", "422", "429"]
 
 
@@ -35,7 +36,7 @@ def _config(dataset: str, directory: Path) -> str:
 max-steps = 6
 
 [[operations]]
-include-name = ["POST /v1/jobs", "POST /v1/datasets/register", "POST /v1/datasets"]
+include-name = ["POST /v1/jobs", "POST /v1/datasets/register", "POST /v1/datasets", "POST /v1/references/import"]
 checks.positive_data_acceptance.expected-statuses = {SEMANTIC!r}
 
 # DELETE /v1/jobs/{id} cancels: the job stays readable (status failed, "canceled on request"), by design, which

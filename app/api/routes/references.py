@@ -55,14 +55,6 @@ def import_reference(
     return view
 
 
-@router.get("/{ref_id}", response_model=ReferenceView, responses=errors(404, 503))
-def get_reference(ref_id: RefId, redis: RedisDep, settings: SettingsDep) -> ReferenceView:
-    view = _store(redis, settings).get(ref_id)
-    if view is None:
-        raise HTTPException(404, f"reference {ref_id!r} not found")
-    return view
-
-
 @router.get("/{ref_id}/export", response_class=Response, responses={
     200: {"content": {"application/octet-stream": {}}, "description": "npz (np.savez) of the mean and covariance"},
     **errors(404, 503)})
