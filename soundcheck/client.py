@@ -100,6 +100,11 @@ def _job_body(reference: str | dict[str, str], candidate: str, embedding: str, m
     return spec.model_dump(mode="json", by_alias=True, exclude_defaults=False)
 
 
+def _provenance(embedding: str, declared: dict[str, Any]) -> str:
+    """The declared-provenance form field of POST /v1/references/import (checked here first, as jobs are)."""
+    return DeclaredProvenance(embedding=embedding, **declared).model_dump_json(exclude_none=True)
+
+
 def _timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
     if isinstance(timeout, httpx.Timeout):
         return timeout
@@ -289,11 +294,10 @@ class Client:
     def import_reference(self, npz: str | os.PathLike[str], embedding: str, **declared: Any) -> ReferenceView:
         """Import fadtk (``mu``, ``cov``) or stable-audio-metrics (``mu_ref``, ``sigma_ref``) statistics.
         ``declared``: model, sample_rate, source, declared_by, n_frames, n_files, note (as the importer says)."""
-        provenance = DeclaredProvenance(embedding=embedding, **declared).model_dump_json(exclude_none=True)
-        path = Path(npz)
+        path, data = Path(npz), {"provenance": _provenance(embedding, declared)}
         with path.open("rb") as handle:
-            body = self._json("POST", "/v1/references/import", files={"file": (path.name, handle,
-                              "application/octet-stream")}, data={"provenance": provenance}, idempotent=True)
+            body = self._json("POST", "/v1/references/import", files={"file": (path.name, handle)}, data=data,
+                              idempotent=True)
         return ReferenceView.model_validate(body)
 
     def export_reference(self, ref_id: str, target: str | os.PathLike[str] | None = None,
@@ -379,7 +383,7 @@ class AsyncClient:
     async def delete_dataset(self, dataset_id: str) -> None:
         await self._json("DELETE", f"/v1/datasets/{dataset_id}")
 
-    async def submit(self, reference: str, candidate: str, embedding: str = "mel",
+    async def submit(self, reference: str | dict[str, str], candidate: str, embedding: str = "mel",
                      metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None) -> JobView:
         body = _job_body(reference, candidate, embedding, metrics, options)
         return JobView.model_validate(await self._json("POST", "/v1/jobs", json=body))
@@ -407,9 +411,28 @@ class AsyncClient:
                 raise TimeoutError(f"job {job_id} still {view.status} after {timeout_s} s")
             await asyncio.sleep(poll_s)
 
-    async def evaluate(self, reference: str, candidate: str, embedding: str = "mel",
+    async def evaluate(self, reference: str | dict[str, str], candidate: str, embedding: str = "mel",
                        metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
                        **wait_kwargs: Any) -> JobView:
         """Submit and wait; the finished (or failed) job view."""
         return await self.wait((await self.submit(reference, candidate, embedding, metrics, options)).id,
                                **wait_kwargs)
+
+    # --- references brought from elsewhere (issue 10.5): as Client's ------------------------------------------
+    async def references(self) -> list[ReferenceView]:
+        return [ReferenceView.model_validate(r) for r in await self._json("GET", "/v1/references")]
+
+    async def import_reference(self, npz: str | os.PathLike[str], embedding: str, **declared: Any) -> ReferenceView:
+        path, data = Path(npz), {"provenance": _provenance(embedding, declared)}
+        content = await asyncio.to_thread(path.read_bytes)
+        body = await self._json("POST", "/v1/references/import", files={"file": (path.name, content)}, data=data,
+                                idempotent=True)
+        return ReferenceView.model_validate(body)
+
+    async def export_reference(self, ref_id: str, target: str | os.PathLike[str] | None = None,
+                               layout: str = "fadtk") -> bytes:
+        response = await self._request("GET", f"/v1/references/{ref_id}/export", params={"layout": layout})
+        _raise_for_problem(response)
+        if target is not None:
+            await asyncio.to_thread(Path(target).write_bytes, response.content)
+        return response.content

@@ -6,6 +6,7 @@ covariance; soundcheck's own cached statistics export in the same layout and equ
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import httpx
@@ -104,3 +105,21 @@ def test_cached_statistics_export_as_fadtk_npz(service: Service, tmp_path: Path)
         frames = np.concatenate([f.frames for f in in_memory(ref_dir)]).astype(np.float64)
         np.testing.assert_allclose(z["mu"], frames.mean(axis=0), rtol=1e-12, atol=1e-12)  # and what they are
         np.testing.assert_allclose(z["cov"], np.cov(frames, rowvar=False), rtol=1e-9, atol=1e-12)
+
+
+def test_cli_imports_lists_and_exports(service: Service, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from soundcheck.cli import main
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((200, 16))
+    npz = tmp_path / "sam.npz"
+    np.savez(npz, mu_ref=x.mean(axis=0), sigma_ref=np.cov(x, rowvar=False))  # stable-audio-metrics' layout
+    assert main(["--url", service.url, "references", "import", str(npz), "--embedding", "openl3", "--sample-rate",
+                 "48000", "--source", "stable-audio-metrics load/openl3_fd"]) == 0
+    ref_id = json.loads(capsys.readouterr().out)["id"]
+    assert main(["--url", service.url, "references", "list"]) == 0
+    assert ref_id in capsys.readouterr().out
+    out = tmp_path / "back.npz"
+    assert main(["--url", service.url, "references", "export", ref_id, "--out", str(out)]) == 0
+    with np.load(out) as z:
+        assert np.array_equal(z["mu"], x.mean(axis=0)) and np.array_equal(z["cov"], np.cov(x, rowvar=False))
