@@ -316,6 +316,7 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     batch = settings.batch_size or 64  # operator classifiers: plain batches, 64 rows unless set
     keep = reference_keep(metrics, spec.options)  # what of the reference the metrics read (soundcheck.streaming)
 
+    reporter.set_stage("reference statistics")  # its own stage: the reference side of a repeat job is measurable
     cached_stats = stats_cache.get(stats_key)
     ref_stats = GaussianStats.from_bytes(cached_stats) if cached_stats is not None else None
     ref_files: list[FileEmbedding] = []
