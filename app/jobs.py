@@ -22,6 +22,7 @@ from soundcheck.jobspec import CLASS_PROB_METRICS, SIGNAL_METRICS, JobCreate, Jo
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
 from soundcheck.presets import PRESETS, part_specs
 from soundcheck.queueing import FAILURE_CALLBACK, live_workers, queue, worker_alive
+from soundcheck.references import ReferenceStore
 from soundcheck.settings import Settings
 
 TASK = "worker.tasks.evaluate"
@@ -87,18 +88,36 @@ def _check_models(spec: JobCreate, workers: list[dict[str, Any]]) -> None:
         raise JobRequestError(f"no live worker has model {spec.embedding!r} loaded{why}")
 
 
+def _check_imported(redis: Redis, settings: Settings, spec: JobCreate) -> None:
+    """An imported reference exists and has the dimension of the job's embedding (jobspec already refused the
+    metrics it cannot give)."""
+    view = ReferenceStore(redis).get(spec.imported_reference or "")
+    if view is None or view.kind != "imported":
+        raise JobRequestError(f"imported reference {spec.imported_reference!r} not found; POST "
+                              "/v1/references/import first", 404)
+    model = SPECS.get(spec.embedding)
+    if model is not None and model.dim != view.dim:
+        raise JobRequestError(f"the imported reference has dimension {view.dim}, but embedding {spec.embedding!r} "
+                              f"gives {model.dim}: use the embedding its statistics were computed on")
+
+
 def create_job(redis: Redis, settings: Settings, spec: JobCreate, manifests: ManifestStore) -> JobView:
+    datasets = {"reference": spec.reference_dataset, "candidate": spec.candidate}
+    datasets = {role: dataset for role, dataset in datasets.items() if dataset is not None}
     pipe = redis.pipeline(transaction=False)
-    for dataset in (spec.reference, spec.candidate):
+    for dataset in datasets.values():
         pipe.exists(DATASET_KEY.format(dataset))
-    for role, present in zip(("reference", "candidate"), pipe.execute(), strict=True):
+    for (role, dataset), present in zip(datasets.items(), pipe.execute(), strict=True):
         # in Redis: no need to read a manifest of 100,000 files; else the mirror on disk may restore it
-        if not present and manifests.get(getattr(spec, role)) is None:
-            raise JobRequestError(f"{role} dataset {getattr(spec, role)!r} not found; POST /v1/datasets first", 404)
+        if not present and manifests.get(dataset) is None:
+            raise JobRequestError(f"{role} dataset {dataset!r} not found; POST /v1/datasets first", 404)
     if spec.preset is not None:
         queue_key: str | None = _check_preset(redis, settings, spec, manifests, live_workers(redis, settings))
     else:
-        check_job(spec, manifests, settings, redis)
+        if spec.imported_reference is not None:
+            _check_imported(redis, settings, spec)
+        else:
+            check_job(spec, manifests, settings, redis)
         _check_models(spec, live_workers(redis, settings))
         queue_key = None if set(spec.metrics) <= SIGNAL_METRICS else spec.embedding
     job_id = uuid.uuid4().hex

@@ -26,7 +26,7 @@ from app.api import comparisons
 from app.api.auth import REQUEST_ID, Guard, RequestId, check_binding, route_path
 from app.api.deps import require_token
 from app.api.problems import allowed_methods, install_openapi
-from app.api.routes import audio, datasets, health, jobs, metrics, models, presets
+from app.api.routes import audio, datasets, health, jobs, metrics, models, presets, references
 from app.api.routes import runs as runs_routes  # issue 11: training runs
 from app.datasets import Forbidden
 from app.jobs import JobRequestError
@@ -223,7 +223,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_openapi(app, secured=bool(settings.accepted_tokens))
     secured = [Depends(require_token)]
-    for module in (health, datasets, jobs, models, metrics, presets, runs_routes, comparisons):
+    for module in (health, datasets, jobs, models, metrics, presets, runs_routes, comparisons, references):
         app.include_router(module.router, prefix="/v1", dependencies=secured if module is not health else [])
     app.include_router(audio.router, prefix="/v1")  # each route checks the token itself (or an audio URL's signature)
 

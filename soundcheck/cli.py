@@ -176,6 +176,26 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return _print_result(view, args)
 
 
+# --- references brought from elsewhere (issue 10.5) -----------------------------------------------------------
+def cmd_references(args: argparse.Namespace) -> int:
+    with Client(_url(args), token=get_settings().api_token) as client:
+        if args.action == "list":
+            out.print_json(json.dumps([r.model_dump(mode="json", exclude_none=True) for r in client.references()]))
+        elif args.action == "import":
+            if not args.target or not args.embedding:
+                raise SystemExit("soundcheck references import FILE.npz --embedding ID [--model ...] [--source ...]")
+            declared = {k: getattr(args, k) for k in ("model", "sample_rate", "source", "declared_by", "n_frames",
+                                                      "note") if getattr(args, k) is not None}
+            view = client.import_reference(args.target, args.embedding, **declared)
+            out.print_json(view.model_dump_json(exclude_none=True))
+        else:
+            if not args.target or not args.out:
+                raise SystemExit("soundcheck references export ID --out FILE.npz [--layout fadtk|stable-audio-metrics]")
+            data = client.export_reference(args.target, args.out, layout=args.layout)
+            out.print(f"wrote {args.out} ({len(data)} bytes, {args.layout} layout)")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from soundcheck.embeddings.models_info import describe_models
 
@@ -308,6 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     output_args(p)
     p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("references", help="list | import FILE.npz --embedding ID | export ID --out FILE.npz")
+    p.add_argument("action", choices=("list", "import", "export"))
+    p.add_argument("target", nargs="?", help="import: the npz file; export: the reference id")
+    p.add_argument("--embedding", help="import: the embedding the statistics were computed on (declared)")
+    p.add_argument("--model", help="import: checkpoint / version (declared)")
+    p.add_argument("--sample-rate", type=int, dest="sample_rate", help="import: sample rate (declared)")
+    p.add_argument("--source", help="import: where they come from, e.g. 'fadtk fma_pop.npz' (declared)")
+    p.add_argument("--declared-by", dest="declared_by", help="import: who declares this provenance")
+    p.add_argument("--n-frames", type=int, dest="n_frames", help="import: frames behind the statistics (declared)")
+    p.add_argument("--note", help="import: free text (declared)")
+    p.add_argument("--out", help="export: file to write")
+    p.add_argument("--layout", default="fadtk", choices=("fadtk", "stable-audio-metrics"), help="export: key names")
+    p.set_defaults(func=cmd_references)
 
     p = sub.add_parser("models", help="list | verify | pull NAME (the only command that downloads)")
     p.add_argument("action", choices=("list", "verify", "pull"))

@@ -29,7 +29,7 @@ import httpx
 
 from soundcheck.background import BACKGROUND_RETRY, AsyncSubmission, Submission, Submitter, describe, log, log_retry
 from soundcheck.comparespec import ComparisonCreate, ComparisonView
-from soundcheck.jobspec import DatasetView, JobCreate, JobView, RunSummary, RunView
+from soundcheck.jobspec import DatasetView, DeclaredProvenance, JobCreate, JobView, ReferenceView, RunSummary, RunView
 from soundcheck.results import EvaluationResult, job_result
 from soundcheck.retry import NOT_SENT, Attempts, RetryPolicy
 
@@ -97,7 +97,7 @@ def pack_directory(directory: Path, target: Path) -> Path:
     return target
 
 
-def _job_body(reference: str, candidate: str, embedding: str, metrics: Sequence[str] | None,
+def _job_body(reference: str | dict[str, str], candidate: str, embedding: str, metrics: Sequence[str] | None,
               options: dict[str, Any] | None, run: str | None = None, step: int | None = None,
               tags: Sequence[str] | None = None) -> dict[str, Any]:
     # embedding "preset:<name>" runs a preset (GET /v1/presets), which fixes the models and the metrics
@@ -129,6 +129,11 @@ def _comparison_body(reference: str, candidates: Sequence[str], embedding: str, 
                             metrics=list(metrics or ["fad"]), options=options or {},
                             labels=list(labels) if labels else None)
     return spec.model_dump(mode="json", exclude_none=True)
+
+
+def _provenance(embedding: str, declared: dict[str, Any]) -> str:
+    """The declared-provenance form field of POST /v1/references/import (checked here first, as jobs are)."""
+    return DeclaredProvenance(embedding=embedding, **declared).model_dump_json(exclude_none=True)
 
 
 def _timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
@@ -376,9 +381,11 @@ class Client:
                 raise TimeoutError(f"job {job_id} still {view.status} after {timeout_s} s")
             time.sleep(poll_s)
 
-    def evaluate(self, reference: str, candidate: str, embedding: str = "mel", metrics: Sequence[str] | None = None,
-                 options: dict[str, Any] | None = None, **wait_kwargs: Any) -> JobView:
-        """Submit and wait; the finished (or failed) job view."""
+    def evaluate(self, reference: str | dict[str, str], candidate: str, embedding: str = "mel",
+                 metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
+                 **wait_kwargs: Any) -> JobView:
+        """Submit and wait; the finished (or failed) job view. ``reference``: a dataset id, or
+        ``{"imported": "<id>"}`` for imported statistics (FAD family only)."""
         return self.wait(self.submit(reference, candidate, embedding, metrics, options).id, **wait_kwargs)
 
     # --- comparisons (POST/GET /v1/comparisons) ---
@@ -413,6 +420,29 @@ class Client:
         """Submit a comparison and wait; the finished (or failed) view."""
         view = self.submit_comparison(reference, candidates, embedding, metrics, options, labels)
         return self.wait_comparison(view.id, **wait_kwargs)
+
+    # --- references brought from elsewhere (issue 10.5) -------------------------------------------------------
+    def references(self) -> list[ReferenceView]:
+        return [ReferenceView.model_validate(r) for r in self._json("GET", "/v1/references")]
+
+    def import_reference(self, npz: str | os.PathLike[str], embedding: str, **declared: Any) -> ReferenceView:
+        """Import fadtk (``mu``, ``cov``) or stable-audio-metrics (``mu_ref``, ``sigma_ref``) statistics.
+        ``declared``: model, sample_rate, source, declared_by, n_frames, n_files, note (as the importer says)."""
+        path, data = Path(npz), {"provenance": _provenance(embedding, declared)}
+        with path.open("rb") as handle:
+            body = self._json("POST", "/v1/references/import", files={"file": (path.name, handle)}, data=data,
+                              idempotent=True)
+        return ReferenceView.model_validate(body)
+
+    def export_reference(self, ref_id: str, target: str | os.PathLike[str] | None = None,
+                         layout: str = "fadtk") -> bytes:
+        """The reference's mean and covariance as an npz in ``layout`` (fadtk or stable-audio-metrics); written
+        to ``target`` too when given."""
+        response = self._request("GET", f"/v1/references/{ref_id}/export", params={"layout": layout})
+        _raise_for_problem(response)
+        if target is not None:
+            Path(target).write_bytes(response.content)
+        return response.content
 
 
 class AsyncClient:
@@ -598,7 +628,7 @@ class AsyncClient:
                 raise TimeoutError(f"job {job_id} still {view.status} after {timeout_s} s")
             await asyncio.sleep(poll_s)
 
-    async def evaluate(self, reference: str, candidate: str, embedding: str = "mel",
+    async def evaluate(self, reference: str | dict[str, str], candidate: str, embedding: str = "mel",
                        metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
                        **wait_kwargs: Any) -> JobView:
         """Submit and wait; the finished (or failed) job view."""
@@ -641,3 +671,22 @@ class AsyncClient:
         """Submit a comparison and wait; the finished (or failed) view."""
         view = await self.submit_comparison(reference, candidates, embedding, metrics, options, labels)
         return await self.wait_comparison(view.id, **wait_kwargs)
+
+    # --- references brought from elsewhere (issue 10.5): as Client's ------------------------------------------
+    async def references(self) -> list[ReferenceView]:
+        return [ReferenceView.model_validate(r) for r in await self._json("GET", "/v1/references")]
+
+    async def import_reference(self, npz: str | os.PathLike[str], embedding: str, **declared: Any) -> ReferenceView:
+        path, data = Path(npz), {"provenance": _provenance(embedding, declared)}
+        content = await asyncio.to_thread(path.read_bytes)
+        body = await self._json("POST", "/v1/references/import", files={"file": (path.name, content)}, data=data,
+                                idempotent=True)
+        return ReferenceView.model_validate(body)
+
+    async def export_reference(self, ref_id: str, target: str | os.PathLike[str] | None = None,
+                               layout: str = "fadtk") -> bytes:
+        response = await self._request("GET", f"/v1/references/{ref_id}/export", params={"layout": layout})
+        _raise_for_problem(response)
+        if target is not None:
+            await asyncio.to_thread(Path(target).write_bytes, response.content)
+        return response.content

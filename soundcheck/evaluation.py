@@ -35,6 +35,7 @@ from soundcheck.metrics.coverage import NdbBins, PrdcReference, PrdcTerms, neare
 from soundcheck.metrics.frechet import FileGaussians, FrechetReference, GaussianStats, fad_inf, fad_per_file
 from soundcheck.metrics.kernel import DEFAULT_BLOCK, KernelReference, KernelTerms, backend_for
 from soundcheck.metrics.subsample import described, subsample_files, subsample_frames
+from soundcheck.references import ImportedGaussian
 
 _VERSIONS = {name: "1" for name in METRIC_NAMES}
 _VERSIONS["fad"] = _VERSIONS["fad_inf"] = _VERSIONS["fad_per_file"] = "2"  # centred stats, Cholesky trace
@@ -117,7 +118,7 @@ class _Context:
     reference: Sequence[FileEmbedding]
     candidate: Sequence[FileEmbedding]
     options: MetricOptions
-    reference_stats: GaussianStats | None
+    reference_stats: GaussianStats | ImportedGaussian | None
     ndb_bins: NdbBins | None
     n_reference_files: int | None = None
     #: Called between blocks of work (bootstrap resamples, k-means fits, kernel blocks); raises to stop the job.
@@ -178,6 +179,16 @@ class _Context:
             raise MetricInputError(f"{metric} needs the reference frames, and only file means were kept")
         return self.cached("ref_all", lambda: np.concatenate(self.ref_frames))
 
+    def frechet_ref(self) -> FrechetReference:
+        """The reference Gaussian prepared once for every FAD-family metric of the job: from the statistics, or
+        the mean and covariance of an imported reference exactly as given."""
+        def make() -> FrechetReference:
+            given = self.reference_stats
+            if isinstance(given, ImportedGaussian):
+                return FrechetReference(given.mean, given.cov)
+            return FrechetReference.of(self.ref_stats())
+        return self.cached("frechet_ref", make)
+
     def ref_stats(self) -> GaussianStats:
         def make() -> GaussianStats:
             if self.reference_stats is not None:
@@ -222,12 +233,12 @@ class _Context:
         ref_frames = (self.reference_stats.n if self.reference_stats is not None and not self.reference
                       else sum(frame_count(f) for f in self.reference))
         return {"n_reference": len(self.reference) if self.reference else self.n_reference_files,
-                "n_candidate": len(self.candidate), "frames_reference": int(ref_frames),
+                "n_candidate": len(self.candidate), "frames_reference": None if ref_frames is None else int(ref_frames),
                 "frames_candidate": int(sum(len(f) for f in self.cand_frames))}
 
 
 def _fad(ctx: _Context) -> dict:
-    ref = ctx.cached("frechet_ref", lambda: FrechetReference.of(ctx.ref_stats()))
+    ref = ctx.frechet_ref()
     cand = ctx.cand_stats()
     if cand.n < 2:
         raise MetricInputError(f"FAD needs at least 2 candidate frames, got {cand.n}")
@@ -246,7 +257,7 @@ def _fad(ctx: _Context) -> dict:
 def _fad_inf(ctx: _Context) -> dict:
     opts = ctx.options.fad_inf
     try:
-        res = fad_inf(ctx.ref_stats(), ctx.cand_frames, opts.sizes, opts.repeats, ctx.options.seed)
+        res = fad_inf(ctx.frechet_ref(), ctx.cand_frames, opts.sizes, opts.repeats, ctx.options.seed)
     except ValueError as exc:
         raise MetricInputError(f"fad_inf: {exc}; adjust options.fad_inf.sizes") from exc
     return {"value": res.value, "interval": None, "slope": res.slope, "r2": res.r2,
@@ -254,7 +265,7 @@ def _fad_inf(ctx: _Context) -> dict:
 
 
 def _fad_per_file(ctx: _Context) -> dict:
-    scores = fad_per_file(ctx.ref_stats(), ctx.cand_frames, [f.name for f in ctx.candidate])
+    scores = fad_per_file(ctx.frechet_ref(), ctx.cand_frames, [f.name for f in ctx.candidate])
     top = ctx.options.fad_per_file.top
     return {"value": float(np.median([s for _, s, _ in scores])), "statistic": "median of per-file FAD",
             "interval": None, "worst": [{"name": n, "fad": s, "frames": k} for n, s, k in scores[:top]],
@@ -374,8 +385,12 @@ class ReferenceSide:
 
     def __init__(self, metrics: Sequence[str], reference: Sequence[FileEmbedding], options: MetricOptions,
                  device: str = "cpu", kad_device: str = "auto", kad_max_frames: int | None = 20_000,
-                 checkpoint: Callable[[], None] | None = None, rows: np.ndarray | None = None) -> None:
-        """``rows``: the reference files' frames already concatenated (a cached pack of the set), not copied."""
+                 checkpoint: Callable[[], None] | None = None, rows: np.ndarray | None = None,
+                 trusted: bool = False) -> None:
+        """``rows``: the reference files' frames already concatenated (a cached pack of the set), not copied.
+        ``trusted``: the files came from the pack cached under the same dataset content id and embedding key as
+        the terms (the worker's keys), so :meth:`load` skips fingerprinting them: that would only re-prove what
+        both keys already name (KAD's blake2b pass over every frame was ~28 ms of a 7,000 x 1024-d reference)."""
         self._ctx = _Context(reference, [], options, None, None, device=device, kad_device=kad_device,
                              kad_max_frames=kad_max_frames)
         if checkpoint is not None:
@@ -383,6 +398,15 @@ class ReferenceSide:
         if rows is not None:
             self._ctx._cache["ref_all"] = rows
         self.metrics = set(metrics)
+        self.trusted = trusted
+
+    def ndb_samples(self, unit: str, max_frames: int | None = None, seed: int = 0) -> np.ndarray:
+        """What :func:`ndb_samples` gives, through the context's cache: the per-file means are computed once for
+        the NDB bins, PRDC's radii and the metrics themselves (handed on in :attr:`terms`); frames above
+        ``max_frames`` are cut to the seeded subsample ``_ndb`` uses."""
+        if unit == "frame":
+            return subsample_frames(self._ctx.ref_all("ndb"), max_frames or None, seed)[0]
+        return self._ctx.ref_samples("ndb", unit)
 
     def options(self) -> dict[str, dict[str, Any]]:
         """Term name -> the options and versions that change it, for the terms these metrics read."""
@@ -416,12 +440,12 @@ class ReferenceSide:
         try:
             if name == "kad_reference":
                 device, max_frames = _kad_setup(self._ctx)
-                term: Any = KernelReference.from_bytes(data, frames=self._ctx.ref_all("kad"))
+                term: Any = KernelReference.from_bytes(data, frames=self._ctx.ref_all("kad"), verify=not self.trusted)
                 term.check(self._ctx.options.kad.bandwidth, self._ctx.options.seed, DEFAULT_BLOCK, max_frames)
                 if term.backend != backend_for(device).name:
                     return False
             else:
-                term = PrdcReference.from_bytes(data, samples=_prdc_ref_samples(self._ctx))
+                term = PrdcReference.from_bytes(data, samples=_prdc_ref_samples(self._ctx), verify=not self.trusted)
                 if self._ctx.options.prdc.k not in term.radii:
                     return False
         except (ValueError, MetricInputError, KeyError):
@@ -601,10 +625,11 @@ def _diagnostics(ctx: _Context, metrics: list[str], dim: int) -> dict:
     else:
         out["reference"] = {"files": None, "frames": ctx.reference_stats.n, "dim": dim}
     if FAD_FAMILY & set(metrics):
-        ctx.warnings += diag.size_warnings("reference", out["reference"]["frames"], dim)
+        if out["reference"]["frames"] is not None:  # an imported reference may not say how many frames made it
+            ctx.warnings += diag.size_warnings("reference", out["reference"]["frames"], dim)
         ctx.warnings += diag.size_warnings("candidate", out["candidate"]["frames"], dim)
         if ctx.cand_stats().n >= 2:
-            out["covariance"] = diag.frechet_diagnostics(ctx.ref_stats().cov, ctx.cand_stats().cov)
+            out["covariance"] = diag.frechet_diagnostics(ctx.frechet_ref().sigma, ctx.cand_stats().cov)
     ctx.warnings += diag.silence_warnings("reference", [f.silent for f in ctx.reference])
     ctx.warnings += diag.silence_warnings("candidate", [f.silent for f in ctx.candidate])
     ctx.warnings += diag.sample_rate_warnings([f.sample_rate for f in ctx.reference],
@@ -622,14 +647,15 @@ def all_failed(results: dict[str, dict]) -> bool:
 
 
 def evaluate_embeddings(metrics: Sequence[str], reference: Sequence[FileEmbedding], candidate: Sequence[FileEmbedding],
-                        options: MetricOptions, reference_stats: GaussianStats | None = None,
+                        options: MetricOptions, reference_stats: GaussianStats | ImportedGaussian | None = None,
                         on_stage: Callable[[str], None] | None = None, ndb_bins: NdbBins | None = None,
                         n_reference_files: int | None = None, checkpoint: Callable[[], None] | None = None,
                         device: str = "cpu", kad_device: str = "auto", kad_max_frames: int | None = 20_000,
                         reference_terms: dict[str, Any] | None = None,
                         class_scores: str = "probabilities", text_problem: str | None = None) -> dict:
     """Compute embedding metrics. ``reference`` may be empty when only FAD-family metrics are asked and
-    ``reference_stats`` (cached) is given (then ``n_reference_files`` says how many files made them);
+    ``reference_stats`` (cached) is given (then ``n_reference_files`` says how many files made them), or an
+    :class:`~soundcheck.references.ImportedGaussian` (imported mean and covariance, used exactly as given);
     ``ndb_bins`` are cached bins of this reference, fitted on ``ndb_samples`` (else fitted here).
 
     A metric whose inputs cannot give it gets an ``error`` entry and the others are still computed; only when

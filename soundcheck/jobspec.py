@@ -212,10 +212,59 @@ class MetricOptions(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
+# --- Imported references (issue 10.5): statistics brought from elsewhere, named by a job ---------------------
+#: Metrics an imported reference (a mean and a covariance, no frames, no files) can give: FAD, FAD-inf (subsets
+#: of the candidate's frames against the reference Gaussian) and per-file FAD. Everything else reads reference
+#: embeddings (KAD, PRDC, NDB, accuracy, KL) or reference waveforms (signal metrics).
+IMPORTED_METRICS = ("fad", "fad_inf", "fad_per_file")
+REFERENCE_ID = r"^[0-9a-f]{64}$"
+
+
+class ImportedReference(_Strict):
+    """``"reference": {"imported": "<id>"}``: a job against statistics imported with POST /v1/references/import."""
+
+    imported: str = Field(pattern=REFERENCE_ID, description="Imported reference id (GET /v1/references).")
+
+
+class DeclaredProvenance(_Strict):
+    """What the importer says the statistics are. Shown as declared: soundcheck cannot verify any of it."""
+
+    embedding: str = Field(min_length=1, max_length=100, description="Embedding the statistics were computed "
+                           "on, e.g. a soundcheck model id (vggish) or the peer's name (clap-laion-audio).")
+    model: str | None = Field(None, max_length=200, description="Checkpoint / model version, as the peer names it.")
+    sample_rate: int | None = Field(None, ge=1, le=768_000)
+    source: str | None = Field(None, max_length=500, description="Where they come from: tool, file, dataset.")
+    declared_by: str | None = Field(None, max_length=200, description="Who imported them.")
+    n_frames: int | None = Field(None, ge=2, description="Frames the statistics were computed from, if known.")
+    n_files: int | None = Field(None, ge=1)
+    note: str | None = Field(None, max_length=2000)
+
+
+class ReferenceView(BaseModel):
+    """GET /v1/references entry: imported statistics, or Gaussian statistics a worker computed and cached."""
+
+    id: str
+    kind: Literal["imported", "computed"]
+    dim: int
+    supports: list[str] = Field(description="Metrics a job against this reference can compute.")
+    created_at: datetime | None = None
+    declared: DeclaredProvenance | None = Field(None, description="imported: the importer's word, not verified.")
+    verified: bool = Field(False, description="computed: true (soundcheck made them); imported: always false.")
+    layout: str | None = Field(None, description="imported: the npz layout it came in (fadtk, "
+                               "stable-audio-metrics).")
+    dataset: str | None = Field(None, description="computed: the dataset the statistics are of.")
+    embedding: str | None = Field(None, description="computed: soundcheck model id.")
+    embedding_key: str | None = None
+    n_frames: int | None = None
+    cached: bool | None = Field(None, description="computed: whether the statistics are still in the cache "
+                                "(an evicted entry is recomputed by the next job against that dataset).")
+
+
 class JobCreate(_Strict):
     """POST /v1/jobs body."""
 
-    reference: str = Field(description="Reference dataset id.")
+    reference: str | ImportedReference = Field(
+        description="Reference dataset id, or {\"imported\": \"<id>\"} for imported statistics (FAD family only).")
     candidate: str = Field(description="Candidate (generated) dataset id.")
     embedding: str = Field("mel", description="Embedding model id (GET /v1/models).")
     metrics: list[MetricName] = Field(default_factory=lambda: ["fad"], min_length=1)
@@ -270,6 +319,24 @@ class JobCreate(_Strict):
         if (self.run is None) != (self.step is None):
             raise ValueError("run and step go together: give both (a job at step N of run R) or neither")
         return self
+
+    @model_validator(mode="after")
+    def _imported_metrics(self) -> JobCreate:
+        other = [m for m in self.metrics if m not in IMPORTED_METRICS]
+        if isinstance(self.reference, ImportedReference) and other:
+            raise ValueError(f"an imported reference is a mean and a covariance only: it supports "
+                             f"{', '.join(IMPORTED_METRICS)}, not {', '.join(other)} (they read the reference's "
+                             "embeddings or audio); use a reference dataset for those")
+        return self
+
+    @property
+    def reference_dataset(self) -> str | None:
+        """The reference dataset id, or None when the reference is imported statistics."""
+        return self.reference if isinstance(self.reference, str) else None
+
+    @property
+    def imported_reference(self) -> str | None:
+        return self.reference.imported if isinstance(self.reference, ImportedReference) else None
 
 
 class Progress(BaseModel):

@@ -83,9 +83,10 @@ def ndb_bins_key(dataset: str, emb_key: str, k: int, whiten: bool, seed: int, me
 
 def reference_pack_key(dataset: str, emb_key: str, keep: str, probs: bool) -> str:
     """Key of a dataset's embeddings packed into one value, in the form its metrics keep (file means, frames),
-    with or without the class probabilities."""
-    return digest({"schema": KEY_SCHEMA, "kind": "reference-pack", "dataset": dataset, "embedding": emb_key,
-                   "keep": keep, "probs": probs, "numpy": package_versions().get("numpy")})
+    with or without the class probabilities. ``format`` 2: raw arrays behind a JSON header (worker/reference_pack.py),
+    so no job ever meets a pack of the npz format 1."""
+    return digest({"schema": KEY_SCHEMA, "kind": "reference-pack", "format": 2, "dataset": dataset,
+                   "embedding": emb_key, "keep": keep, "probs": probs, "numpy": package_versions().get("numpy")})
 
 
 def reference_term_key(dataset: str, emb_key: str, term: str, options: dict[str, Any]) -> str:

@@ -29,7 +29,6 @@ from soundcheck.evaluation import (
     evaluate_signals,
     failed_metric,
     metric_versions,
-    ndb_samples,
 )
 from soundcheck.jobspec import SIGNAL_METRICS, DatasetView, JobCreate
 from soundcheck.jobstore import CANCEL_KEY, CANCELED, TERMINAL, JobStore
@@ -45,6 +44,7 @@ from soundcheck.provenance import (
     reference_term_key,
     result_provenance,
 )
+from soundcheck.references import ReferenceStore
 from soundcheck.settings import get_settings
 from soundcheck.streaming import KEEP_STATS, SetFold, reference_keep
 from worker import reference_pack
@@ -258,11 +258,15 @@ def _manifest(manifests: ManifestStore, dataset_id: str, role: str) -> DatasetVi
 
 
 def run_job(redis: Redis, job_id: str, spec: JobCreate, store: JobStore) -> dict[str, Any]:
+    if spec.imported_reference is not None:  # statistics brought from elsewhere: the FAD family only
+        from worker.imported import run_imported_job  # it builds on this module's helpers
+
+        return run_imported_job(redis, job_id, spec, store)
     settings = get_settings()
     stores = get_runtime(settings).storage()
     manifests = stores.manifests(redis)
     blobs = stores.blobs()
-    reference = _manifest(manifests, spec.reference, "reference")
+    reference = _manifest(manifests, spec.reference_dataset or "", "reference")
     candidate = _manifest(manifests, spec.candidate, "candidate")
     embedding_metrics = [m for m in spec.metrics if m not in SIGNAL_METRICS]
     signal_metrics = [m for m in spec.metrics if m in SIGNAL_METRICS]
@@ -336,6 +340,7 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
     batch = settings.batch_size or 64  # operator classifiers: plain batches, 64 rows unless set
     keep = reference_keep(metrics, spec.options)  # what of the reference the metrics read (soundcheck.streaming)
 
+    reporter.set_stage("reference statistics")  # its own stage: the reference side of a repeat job is measurable
     cached_stats = stats_cache.get(stats_key)
     ref_stats = GaussianStats.from_bytes(cached_stats) if cached_stats is not None else None
     ref_files: list[FileEmbedding] = []
@@ -359,20 +364,27 @@ def _embedding_part(redis: Redis, job_id: str, spec: JobCreate, metrics: list[st
             pack_key = reference_pack_key(reference.id, emb_key, keep, with_probs)
             packed = stats_cache.get(pack_key) if ref_stats is not None else None
             if packed is not None:  # the set as its metrics keep it, in one value: no file read one by one
-                ref_files, ref_rows = reference_pack.unpack(packed)
-                reporter.advance(len(ref_files))
-            else:
+                try:
+                    ref_files, ref_rows = reference_pack.unpack(packed)
+                except ValueError:  # not a pack this code wrote: read the set file by file and pack it again
+                    packed = None
+                else:
+                    reporter.advance(len(ref_files))
+            if packed is None:
                 ref_files, ref_stats = _fold_reference(redis, job_id, reference, model, emb_key, blobs, cache,
                                                        reporter, keep, ref_stats)
-                _put_pack(stats_cache, pack_key, ref_files, with_probs)
+                if keep != KEEP_STATS:  # a statistics-only job keeps no files: nothing to pack
+                    _put_pack(stats_cache, pack_key, ref_files, with_probs)
             if keep != KEEP_STATS:
                 pack_status = "hit" if packed is not None else "miss"
             if cached_stats is None:
                 stats_cache.put(stats_key, ref_stats.to_bytes())
-            bins, bins_hit = _ndb_bins(stats_cache, spec, metrics, reference.id, emb_key, ref_files)
+                ReferenceStore(redis).record_computed(  # listed, exportable
+                    stats_key, reference.id, spec.embedding, emb_key, ref_stats.n, ref_stats.dim)
             side = ReferenceSide(metrics, ref_files, spec.options, device=runtime.device,
                                  kad_device=settings.kad_device, kad_max_frames=settings.kad_max_frames,
-                                 checkpoint=reporter.checkpoint, rows=ref_rows)
+                                 checkpoint=reporter.checkpoint, rows=ref_rows, trusted=packed is not None)
+            bins, bins_hit = _ndb_bins(stats_cache, spec, metrics, reference.id, emb_key, side, bool(ref_files))
             terms, term_cache = _reference_terms(stats_cache, side, reference.id, emb_key, reporter)
     reporter.set_stage("embedding candidate")
     # every embedding metric reads the candidate's frames (FAD: its statistics, bootstrap, per-file and subset FAD)
@@ -464,13 +476,14 @@ def _embed(redis: Redis, job_id: str, dataset: DatasetView, model: EmbeddingMode
 
 
 def _ndb_bins(stats_cache: StatsCache, spec: JobCreate, metrics: list[str], reference_id: str, emb_key: str,
-              ref_files: list) -> tuple[NdbBins | None, bool]:
+              side: ReferenceSide, has_files: bool) -> tuple[NdbBins | None, bool]:
     """Fitted NDB bins of the reference, cached like reference statistics (content, provenance, K, whitening,
-    seed); None when NDB is not asked or the reference is too small (the metric then says why)."""
+    seed); None when NDB is not asked or the reference is too small (the metric then says why). The samples
+    come from ``side`` (``ndb_samples`` of its files), so the per-file means are computed once per job."""
     opts = spec.options.ndb
-    if "ndb" not in metrics or not ref_files:
+    if "ndb" not in metrics or not has_files:
         return None, False
-    samples = ndb_samples(ref_files, opts.unit, opts.max_frames, spec.options.seed)
+    samples = side.ndb_samples(opts.unit, opts.max_frames, spec.options.seed)
     if len(samples) < 2 * opts.k:
         return None, False  # the metric itself says why
     cut = f"/{opts.max_frames}" if opts.unit == "frame" else ""  # frame samples depend on the cap

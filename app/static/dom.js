@@ -73,6 +73,7 @@ export function fmtTime(iso) {
 }
 
 export function shortId(id, n = 10) {
+  if (id && typeof id === "object") id = id.imported ? `imported:${id.imported}` : JSON.stringify(id);  // issue 10.5
   return id && id.length > n ? `${id.slice(0, n)}…` : id || "—";
 }
 

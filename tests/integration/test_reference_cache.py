@@ -19,6 +19,8 @@ from soundcheck.evaluation import evaluate_embeddings
 from soundcheck.jobspec import MetricOptions
 from soundcheck.serve import Service
 from tests.integration.test_streaming import in_memory, write_set
+from worker.reference_pack import MAGIC as PACK_MAGIC
+from worker.reference_pack import unpack
 
 METRICS = ["fad", "kad", "prdc", "ndb"]
 TERMS = {"reference_stats", "reference_files", "ndb_bins", "kad_reference", "prdc_reference"}
@@ -101,12 +103,15 @@ def test_reference_terms_are_cached_without_frames(service: Service, tmp_path: P
     redis_values = [redis.get(k) for k in added]
     redis.close()
     assert len(added) == 5  # statistics, reference pack, bins, KAD reference, PRDC radii
+    packs = [unpack(v)[0] for v in redis_values if v.startswith(PACK_MAGIC)]
+    assert len(packs) == 1 and len(packs[0]) == 12  # the pack: the reference's 12 files, their frames in one array
     arrays = []
     for value in redis_values:
+        if value.startswith(PACK_MAGIC):
+            continue
         with np.load(io.BytesIO(value), allow_pickle=False) as z:
             arrays.append(set(z.files))
-    assert not any({"frames", "samples"} & names for names in arrays), arrays
-    assert sum("rows" in names for names in arrays) == 1  # the pack
+    assert not any({"frames", "samples", "rows"} & names for names in arrays), arrays
     assert sum("within_sum" in names for names in arrays) == 1 and sum("radii_3" in names for names in arrays) == 1
 
 
@@ -122,7 +127,7 @@ def test_without_its_pack_the_reference_is_read_from_the_embedding_cache(service
         first = _run(client, ref, cand, options)
         for key in redis.keys("sc:stats:*"):  # drop the pack only
             value = redis.get(key)
-            if value is not None and b"rows.npy" in value:
+            if value is not None and value.startswith(PACK_MAGIC):
                 redis.delete(key)
         blobs = BlobStore(service.settings.blob_dir)
         for path in sorted(ref_dir.glob("*.wav")):

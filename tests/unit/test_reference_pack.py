@@ -4,6 +4,7 @@ silence flags, frame counts and probabilities; sets it cannot hold in one array 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from soundcheck.evaluation import FileEmbedding
 from soundcheck.streaming import mean_only
@@ -49,3 +50,21 @@ def test_what_one_array_cannot_hold_is_not_packed() -> None:
     assert pack([]) is None
     assert pack([*files, FileEmbedding(name="wide.wav", frames=np.zeros((2, 6), dtype=np.float32))]) is None
     assert pack([*files, FileEmbedding(name="f64.wav", frames=np.zeros((2, 5)))]) is None
+
+
+def test_unpacked_rows_are_read_only_views_of_the_value() -> None:
+    """No copy on unpack (the arrays are views of the bytes Redis returned), and nothing can change them."""
+    files = _files(True)
+    data = pack(files)
+    back, rows = unpack(data)
+    assert not rows.flags.writeable and not back[0].probs.flags.writeable
+    assert np.shares_memory(back[3].frames, rows)
+
+
+def test_a_value_of_another_format_is_refused() -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, format=np.int64(1), rows=np.zeros((2, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="format 2"):
+        unpack(buf.getvalue())

@@ -54,6 +54,24 @@ def test_bytes_of_other_frames_or_options_are_refused() -> None:
     assert not wider.load("prdc_reference_file", stored["prdc_reference_file"])
 
 
+def test_a_trusted_side_skips_the_fingerprint_but_not_the_count() -> None:
+    """Files from the worker's pack (same dataset and embedding keys as the terms) load without a fingerprint pass
+    and give the same numbers; the cheap checks (options, number of frames or samples) still refuse a misfit."""
+    ref, cand = files(1), files(2, n=9)
+    options = MetricOptions(bootstrap=8, seed=3, prdc={"k": 3})
+    plain = evaluate_embeddings(METRICS, ref, cand, options)
+    stored = {name: ReferenceSide(METRICS, ref, options).compute(name) for name in ReferenceSide(
+        METRICS, ref, options).options()}
+    trusted = ReferenceSide(METRICS, ref, options, trusted=True)
+    assert all(trusted.load(name, data) for name, data in stored.items())
+    assert evaluate_embeddings(METRICS, ref, cand, options, reference_terms=trusted.terms)["metrics"] == \
+        plain["metrics"]
+    fewer = ReferenceSide(METRICS, ref[:-1], options, trusted=True)
+    assert not any(fewer.load(name, data) for name, data in stored.items())
+    assert not ReferenceSide(METRICS, ref, MetricOptions(prdc={"k": 4}), trusted=True).load(
+        "prdc_reference_file", stored["prdc_reference_file"])
+
+
 def test_options_name_what_changes_each_term() -> None:
     base = ReferenceSide(METRICS, [], MetricOptions()).options()
     assert ReferenceSide(["fad", "ndb"], [], MetricOptions()).options() == {}
