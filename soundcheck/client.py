@@ -15,199 +15,46 @@ for what is safe to repeat); uploads stream from disk with an optional ``on_uplo
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
-import tempfile
 import time
-import zipfile
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import httpx
 
+from soundcheck._client_support import (  # re-exported names users import from here
+    AUDIO_SUFFIXES as AUDIO_SUFFIXES,
+)
+from soundcheck._client_support import CAPTIONS_CSV as CAPTIONS_CSV
+from soundcheck._client_support import CONNECT_TIMEOUT_S as CONNECT_TIMEOUT_S
+from soundcheck._client_support import (
+    DEFAULT_URL,
+    DatasetRef,
+    UploadProgress,
+    _apoll,
+    _comparison_body,
+    _job_body,
+    _local,
+    _Paths,
+    _poll,
+    _provenance,
+    _raise_for_problem,
+    _runs_path,
+    _timeout,
+    _unreachable,
+    _upload_data,
+)
+from soundcheck._client_support import LABELS_CSV as LABELS_CSV
+from soundcheck._client_support import TERMINAL as TERMINAL
+from soundcheck._client_support import ServiceUnreachable as ServiceUnreachable
+from soundcheck._client_support import SoundcheckError as SoundcheckError
+from soundcheck._client_support import pack_directory as pack_directory
 from soundcheck.background import BACKGROUND_RETRY, AsyncSubmission, Submission, Submitter, describe, log, log_retry
-from soundcheck.comparespec import ComparisonCreate, ComparisonView
-from soundcheck.jobspec import DatasetView, DeclaredProvenance, JobCreate, JobView, ReferenceView, RunSummary, RunView
+from soundcheck.comparespec import ComparisonView
+from soundcheck.jobspec import DatasetView, JobView, ReferenceView, RunSummary, RunView
 from soundcheck.results import EvaluationResult, job_result
-from soundcheck.retry import NOT_SENT, Attempts, RetryPolicy
-
-DEFAULT_URL = "http://127.0.0.1:8000"
-#: Copies of soundcheck.datastore's and soundcheck.jobstore's constants (those modules need redis and numpy);
-#: tests/unit/test_light_client.py checks that they stay equal.
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".w64", ".caf"}
-LABELS_CSV = "labels.csv"
-CAPTIONS_CSV = "captions.csv"  # name,caption per file (the CLAP score's prompts)
-TERMINAL = ("finished", "failed")
-#: Connecting is quick or not happening; reading may wait while the api hashes and decodes a large upload.
-CONNECT_TIMEOUT_S = 10.0
-
-UploadProgress = Callable[[int, int], None]
-
-
-class SoundcheckError(RuntimeError):
-    """An error answer of the api (RFC 9457 problem details)."""
-
-    def __init__(self, status: int, title: str, detail: str, body: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{status} {title}: {detail}")
-        self.status, self.title, self.detail, self.body = status, title, detail, body or {}
-
-
-class ServiceUnreachable(SoundcheckError):
-    """No answer came back (connection refused, broken or timed out), after the retries the policy allows."""
-
-    def __init__(self, message: str) -> None:
-        RuntimeError.__init__(self, message)
-        self.status, self.title, self.detail, self.body = 0, "Service unreachable", message, {}
-
-
-def _raise_for_problem(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    try:
-        body = response.json()
-    except ValueError:
-        body = {"title": response.reason_phrase, "detail": response.text[:500]}
-    if not isinstance(body, dict):
-        body = {"title": response.reason_phrase, "detail": str(body)[:500]}
-    raise SoundcheckError(response.status_code, body.get("title", ""), body.get("detail", ""), body)
-
-
-def _unreachable(base_url: str, method: str, path: str, attempts: Attempts, exc: Exception) -> ServiceUnreachable:
-    what = type(exc).__name__
-    hint = (" It may have been done: look (GET) before sending it again." if not attempts.idempotent and
-            not isinstance(exc, NOT_SENT) else " Is the soundcheck api running there (`soundcheck serve`)?")
-    return ServiceUnreachable(f"{method} {base_url}{path} got no answer ({what}: {exc}) after {attempts.tries} "
-                              f"attempt(s) in {attempts.elapsed_s:.1f} s; stopped because {attempts.gave_up_because}."
-                              + hint)
-
-
-def _audio_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file() and not any(
-        part.startswith(".") for part in p.relative_to(directory).parts)
-        and (p.suffix.lower() in AUDIO_SUFFIXES or p.name in (LABELS_CSV, CAPTIONS_CSV)))
-
-
-def pack_directory(directory: Path, target: Path) -> Path:
-    """Zip a directory (stored, not compressed: audio does not shrink) keeping relative names as labels."""
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
-        for path in _audio_files(directory):
-            archive.write(path, path.relative_to(directory).as_posix())
-    return target
-
-
-def _job_body(reference: str | dict[str, str], candidate: str, embedding: str, metrics: Sequence[str] | None,
-              options: dict[str, Any] | None, run: str | None = None, step: int | None = None,
-              tags: Sequence[str] | None = None) -> dict[str, Any]:
-    # embedding "preset:<name>" runs a preset (GET /v1/presets), which fixes the models and the metrics
-    chosen = {"embedding": embedding} if embedding.startswith("preset:") and metrics is None else {
-        "embedding": embedding, "metrics": list(metrics or ["fad"])}
-    spec = JobCreate.model_validate({"reference": reference, "candidate": candidate, **chosen,
-                                     "options": options or {}, "run": run, "step": step, "tags": list(tags or [])})
-    return spec.model_dump(mode="json", by_alias=True, exclude_defaults=False)
-
-
-#: A dataset given to ``submit`` as a path (not an id) is uploaded first: content-addressed, so repeatable.
-DatasetRef = str | os.PathLike[str]
-
-
-def _local(source: DatasetRef) -> Path | None:
-    if isinstance(source, os.PathLike) or Path(source).exists():
-        return Path(source)
-    return None
-
-
-def _runs_path(name: str) -> str:
-    return f"/v1/runs/{name}"  # JobCreate's RUN_NAME pattern keeps names URL-safe
-
-
-def _comparison_body(reference: str, candidates: Sequence[str], embedding: str, metrics: Sequence[str] | None,
-                     options: dict[str, Any] | None, labels: Sequence[str] | None) -> dict[str, Any]:
-    """POST /v1/comparisons body, validated here so a bad request fails before it is sent."""
-    spec = ComparisonCreate(reference=reference, candidates=list(candidates), embedding=embedding,
-                            metrics=list(metrics or ["fad"]), options=options or {},
-                            labels=list(labels) if labels else None)
-    return spec.model_dump(mode="json", exclude_none=True)
-
-
-def _provenance(embedding: str, declared: dict[str, Any]) -> str:
-    """The declared-provenance form field of POST /v1/references/import (checked here first, as jobs are)."""
-    return DeclaredProvenance(embedding=embedding, **declared).model_dump_json(exclude_none=True)
-
-
-def _timeout(timeout: float | httpx.Timeout) -> httpx.Timeout:
-    if isinstance(timeout, httpx.Timeout):
-        return timeout
-    return httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT_S, timeout))
-
-
-class _Counted:
-    """A file read in chunks by httpx's multipart stream, reporting bytes read; a rewind (a retry) restarts."""
-
-    def __init__(self, handle: BinaryIO, report: Callable[[], None]) -> None:
-        self._handle, self._report, self.sent = handle, report, 0
-
-    def fileno(self) -> int:
-        return self._handle.fileno()
-
-    def tell(self) -> int:
-        return self._handle.tell()
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        position = self._handle.seek(offset, whence)
-        self.sent = position
-        return position
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._handle.read(size)
-        self.sent += len(chunk)
-        if chunk:
-            self._report()
-        return chunk
-
-
-class _Paths:
-    """Turns what a user points at (directory, zip, files) into multipart parts that stream from disk."""
-
-    def __init__(self, sources: Iterable[str | os.PathLike[str]], on_progress: UploadProgress | None = None) -> None:
-        self.sources = [Path(s) for s in sources]
-        self.on_progress = on_progress
-        self._stack = ExitStack()
-        self._counted: list[_Counted] = []
-        self.total = 0
-
-    def _report(self) -> None:
-        if self.on_progress is not None:
-            self.on_progress(sum(c.sent for c in self._counted), self.total)
-
-    def __enter__(self) -> list[tuple[str, tuple[str, Any, str]]]:
-        if not self.sources:
-            raise ValueError("upload needs at least one directory, zip or audio file")
-        parts = []
-        try:
-            for src in self.sources:
-                if src.is_dir():
-                    tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory())) / f"{src.name or 'data'}.zip"
-                    src = pack_directory(src, tmp)
-                elif not src.is_file():
-                    raise FileNotFoundError(f"{src} is neither a file nor a directory")
-                handle = self._stack.enter_context(open(src, "rb"))
-                self.total += os.fstat(handle.fileno()).st_size
-                counted = _Counted(handle, self._report)
-                self._counted.append(counted)
-                parts.append(("files", (src.name, counted, "application/octet-stream")))
-        except BaseException:
-            self._stack.close()
-            raise
-        return parts
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-
-
-def _upload_data(sources: Sequence[str | os.PathLike[str]], on_invalid: str, name: str | None) -> dict[str, str]:
-    return {"on_invalid": on_invalid, "name": name or (Path(sources[0]).resolve().name if sources else "data")}
+from soundcheck.retry import Attempts, RetryPolicy
 
 
 class Client:
@@ -370,16 +217,7 @@ class Client:
 
     def wait(self, job_id: str, poll_s: float = 0.5, timeout_s: float | None = None,
              on_progress: Callable[[JobView], None] | None = None) -> JobView:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            view = self.job(job_id)
-            if on_progress is not None:
-                on_progress(view)
-            if view.status in TERMINAL:
-                return view
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {view.status} after {timeout_s} s")
-            time.sleep(poll_s)
+        return _poll(lambda: self.job(job_id), f"job {job_id}", poll_s, timeout_s, on_progress)
 
     def evaluate(self, reference: str | dict[str, str], candidate: str, embedding: str = "mel",
                  metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
@@ -403,16 +241,8 @@ class Client:
 
     def wait_comparison(self, comparison_id: str, poll_s: float = 0.5, timeout_s: float | None = None,
                         on_progress: Callable[[ComparisonView], None] | None = None) -> ComparisonView:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            view = self.comparison(comparison_id)
-            if on_progress is not None:
-                on_progress(view)
-            if view.status in TERMINAL:
-                return view
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"comparison {comparison_id} still {view.status} after {timeout_s} s")
-            time.sleep(poll_s)
+        return _poll(lambda: self.comparison(comparison_id), f"comparison {comparison_id}", poll_s, timeout_s,
+                     on_progress)
 
     def compare(self, reference: str, candidates: Sequence[str], embedding: str = "mel",
                 metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
@@ -536,6 +366,11 @@ class AsyncClient:
         body = await self._json("POST", "/v1/datasets/register", json={"path": server_path}, idempotent=True)
         return DatasetView.model_validate(body)
 
+    async def set_captions(self, dataset_id: str, captions: dict[str, str]) -> DatasetView:
+        body = await self._json("PUT", f"/v1/datasets/{dataset_id}/captions", json={"captions": captions},
+                                idempotent=True)
+        return DatasetView.model_validate(body)
+
     async def dataset(self, dataset_id: str, include_files: bool = False) -> DatasetView:
         params = {"include_files": str(include_files).lower()}
         return DatasetView.model_validate(await self._json("GET", f"/v1/datasets/{dataset_id}", params=params))
@@ -617,16 +452,7 @@ class AsyncClient:
     async def wait(self, job_id: str, poll_s: float = 0.5, timeout_s: float | None = None,
                    on_progress: Callable[[JobView], Any] | None = None) -> JobView:
         """``on_progress`` may be a plain function or a coroutine function."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            view = await self.job(job_id)
-            if on_progress is not None and inspect.isawaitable(shown := on_progress(view)):
-                await shown
-            if view.status in TERMINAL:
-                return view
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {view.status} after {timeout_s} s")
-            await asyncio.sleep(poll_s)
+        return await _apoll(lambda: self.job(job_id), f"job {job_id}", poll_s, timeout_s, on_progress)
 
     async def evaluate(self, reference: str | dict[str, str], candidate: str, embedding: str = "mel",
                        metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
@@ -652,18 +478,8 @@ class AsyncClient:
 
     async def wait_comparison(self, comparison_id: str, poll_s: float = 0.5, timeout_s: float | None = None,
                               on_progress: Callable[[ComparisonView], Any] | None = None) -> ComparisonView:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            view = await self.comparison(comparison_id)
-            if on_progress is not None:
-                outcome = on_progress(view)
-                if inspect.isawaitable(outcome):
-                    await outcome
-            if view.status in TERMINAL:
-                return view
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"comparison {comparison_id} still {view.status} after {timeout_s} s")
-            await asyncio.sleep(poll_s)
+        return await _apoll(lambda: self.comparison(comparison_id), f"comparison {comparison_id}", poll_s,
+                            timeout_s, on_progress)
 
     async def compare(self, reference: str, candidates: Sequence[str], embedding: str = "mel",
                       metrics: Sequence[str] | None = None, options: dict[str, Any] | None = None,
