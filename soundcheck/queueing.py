@@ -119,6 +119,14 @@ def _rq_failure(job: Job) -> str:
     return last[-1] if last else f"RQ status {job.get_status(refresh=False)}"
 
 
+def _rq_statuses(redis: Redis, rq_ids: list[str]) -> list[bytes | None]:
+    """The RQ status field of each job hash, in one round trip (None: the hash is gone)."""
+    pipe = redis.pipeline(transaction=False)
+    for rq_id in rq_ids:
+        pipe.hget(Job.key_for(rq_id), "status")
+    return pipe.execute()
+
+
 def reconcile_open_jobs(redis: Redis) -> int:
     """Fail records whose RQ job ended without the task saying so, or vanished (run by one worker at a time,
     periodically; two round trips for all open jobs). Returns how many records it failed."""
@@ -126,10 +134,7 @@ def reconcile_open_jobs(redis: Redis) -> int:
     ids = store.open_ids()
     if not ids:
         return 0
-    pipe = redis.pipeline(transaction=False)
-    for job_id in ids:
-        pipe.hget(Job.key_for(job_id), "status")
-    statuses = pipe.execute()
+    statuses = _rq_statuses(redis, ids)
     views = {v.id: v for v in store.get_many(ids)}
     failed = 0
     now = datetime.now(UTC)
@@ -166,13 +171,10 @@ def reconcile_open_comparisons(redis: Redis) -> int:
     ids = store.open_ids()
     if not ids:
         return 0
-    pipe = redis.pipeline(transaction=False)
-    for cid in ids:
-        pipe.hget(Job.key_for(f"comparison-{cid}"), "status")
     failed = 0
     now = datetime.now(UTC)
     views = {v.id: v for v in store.list(500)}
-    for cid, raw_status in zip(ids, pipe.execute(), strict=True):
+    for cid, raw_status in zip(ids, _rq_statuses(redis, [f"comparison-{c}" for c in ids]), strict=True):
         status = raw_status.decode() if raw_status else None
         view = views.get(cid)
         if view is None or view.status in TERMINAL:

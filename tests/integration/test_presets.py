@@ -20,7 +20,7 @@ from soundcheck.embeddings import registry
 from soundcheck.embeddings.base import sha256_file
 from soundcheck.serve import Service
 from tests.conftest import make_settings
-from tests.unit.embeddings.conftest import he_init_, import_panns_models
+from tests.unit.embeddings.conftest import he_init_, import_panns_models, random_panns_cnn14
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -37,14 +37,7 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, to
     he_init_(vggish, seed=11)
     vggish.eval()
     torch.save(vggish.state_dict(), model_dir / registry.VGGISH_WEIGHTS.name)
-    torch.manual_seed(4)
-    cnn = panns_models.Cnn14(sample_rate=16000, window_size=512, hop_size=160, mel_bins=64, fmin=50, fmax=8000,
-                             classes_num=527)
-    he_init_(cnn, seed=12)
-    with torch.no_grad():
-        cnn.bn0.running_mean.uniform_(-60.0, -20.0)
-        cnn.bn0.running_var.uniform_(100.0, 400.0)
-    cnn.eval()
+    cnn = random_panns_cnn14(panns_models, 16000, seed=10)
     torch.save({"model": cnn.state_dict()}, model_dir / registry.CNN14_16K_WEIGHTS.name)
     # the random VGGish is not the published file: the operator declares it, as for a fine-tune
     digest = sha256_file(model_dir / registry.VGGISH_WEIGHTS.name)

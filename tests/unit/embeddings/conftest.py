@@ -46,6 +46,22 @@ def import_panns_models(home: Path) -> ModuleType:
     return sys.modules["panns_inference.models"]
 
 
+#: panns_inference's Cnn14 arguments for each published checkpoint (32 kHz, and the 16 kHz one audioldm_eval uses)
+PANNS_FRONT_ENDS = {32000: dict(window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000),
+                    16000: dict(window_size=512, hop_size=160, mel_bins=64, fmin=50, fmax=8000)}
+
+
+def random_panns_cnn14(panns_models: ModuleType, sample_rate: int, seed: int) -> torch.nn.Module:
+    """panns_inference's Cnn14 with random weights (O(1) activations) and bn0 statistics of log-mel dB scale."""
+    torch.manual_seed(seed)
+    net = panns_models.Cnn14(sample_rate=sample_rate, classes_num=527, **PANNS_FRONT_ENDS[sample_rate])
+    he_init_(net, seed=seed + 2)
+    with torch.no_grad():  # log-mel in dB is around -100..20: give bn0 statistics of that scale
+        net.bn0.running_mean.uniform_(-60.0, -20.0)
+        net.bn0.running_var.uniform_(100.0, 400.0)
+    return net.eval()
+
+
 @pytest.fixture(scope="session")
 def panns_models(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     return import_panns_models(tmp_path_factory.mktemp("panns_home"))
@@ -119,14 +135,7 @@ def vggish_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn
 def cnn14_reference(panns_models: ModuleType, tmp_path_factory: pytest.TempPathFactory
                     ) -> tuple[torch.nn.Module, Path]:
     """(panns_inference Cnn14 with random weights and batch-norm statistics, model dir with its checkpoint)."""
-    torch.manual_seed(0)
-    net = panns_models.Cnn14(sample_rate=SR32, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000,
-                             classes_num=527)
-    he_init_(net, seed=2)
-    with torch.no_grad():  # log-mel in dB is around -100..20: give bn0 statistics of that scale
-        net.bn0.running_mean.uniform_(-60.0, -20.0)
-        net.bn0.running_var.uniform_(100.0, 400.0)
-    net.eval()
+    net = random_panns_cnn14(panns_models, 32000, seed=0)
     model_dir = tmp_path_factory.mktemp("cnn14_models")
     torch.save({"model": net.state_dict()}, model_dir / registry.CNN14_WEIGHTS.name)
     return net, model_dir
@@ -160,14 +169,7 @@ def cnn14_16k_reference(panns_models: ModuleType, tmp_path_factory: pytest.TempP
                         ) -> tuple[torch.nn.Module, Path]:
     """panns_inference Cnn14 built with the 16 kHz checkpoint's front end (as audioldm_eval builds it), random
     weights, saved as ``Cnn14_16k_mAP=0.438.pth`` under its key ``model``."""
-    torch.manual_seed(1)
-    net = panns_models.Cnn14(sample_rate=16000, window_size=512, hop_size=160, mel_bins=64, fmin=50, fmax=8000,
-                             classes_num=527)
-    he_init_(net, seed=3)
-    with torch.no_grad():
-        net.bn0.running_mean.uniform_(-60.0, -20.0)
-        net.bn0.running_var.uniform_(100.0, 400.0)
-    net.eval()
+    net = random_panns_cnn14(panns_models, 16000, seed=1)
     model_dir = tmp_path_factory.mktemp("cnn14_16k_models")
     torch.save({"model": net.state_dict()}, model_dir / registry.CNN14_16K_WEIGHTS.name)
     return net, model_dir
