@@ -99,7 +99,9 @@ def _job_body(reference: str | dict[str, str], candidate: str, embedding: str, m
 DatasetRef = str | os.PathLike[str]
 
 
-def _local(source: DatasetRef) -> Path | None:
+def _local(source: DatasetRef | dict[str, str]) -> Path | None:
+    if isinstance(source, dict):  # {"imported": id}: statistics, not a dataset
+        return None
     if isinstance(source, os.PathLike) or Path(source).exists():
         return Path(source)
     return None

@@ -186,10 +186,11 @@ class Client:
         self._submitter.put(send, handle)
         return handle
 
-    def _dataset_ref(self, source: DatasetRef, on_retry: Callable[[str, float], None] | None = None) -> str:
+    def _dataset_ref(self, source: DatasetRef | dict[str, str],
+                     on_retry: Callable[[str, float], None] | None = None) -> Any:
         path = _local(source)
         if path is None:
-            return str(source)
+            return source if isinstance(source, dict) else str(source)  # an id, or {"imported": id}
         with _Paths([path]) as parts:
             body = self._json("POST", "/v1/datasets", files=parts, data=_upload_data([path], "reject", None),
                               idempotent=True, policy=self.background_retry if on_retry else None, on_retry=on_retry)
@@ -415,10 +416,11 @@ class AsyncClient:
         task.add_done_callback(self._pending.discard)
         return handle
 
-    async def _dataset_ref(self, source: DatasetRef, on_retry: Callable[[str, float], None] | None = None) -> str:
+    async def _dataset_ref(self, source: DatasetRef | dict[str, str],
+                     on_retry: Callable[[str, float], None] | None = None) -> Any:
         path = _local(source)
         if path is None:
-            return str(source)
+            return source if isinstance(source, dict) else str(source)  # an id, or {"imported": id}
         paths = _Paths([path])
         parts = await asyncio.to_thread(paths.__enter__)
         try:

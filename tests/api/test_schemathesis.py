@@ -26,7 +26,8 @@ TOKEN, OTHER = "fuzz-token-7d1e", "fuzz-rotated-0a9c"
 SEED = 20261201
 #: Semantic rejections of schema-valid input: an undecodable "audio" file, a path that is not a directory under the
 #: allowed roots, metrics that the embedding cannot serve, a comparison of one dataset with itself or with labels
-#: that do not match its candidates, an npz (or provenance JSON) that is not statistics. Everything else must
+#: that do not match its candidates, an npz (or provenance JSON) that is not statistics, captions naming files the
+#: dataset does not have. Everything else must
 #: accept schema-valid data.
 SEMANTIC = ["2xx", "401", "403", "404", "409", "413", "422", "429"]
 
@@ -38,7 +39,7 @@ max-steps = 6
 
 [[operations]]
 include-name = ["POST /v1/jobs", "POST /v1/datasets/register", "POST /v1/datasets", "POST /v1/comparisons",
-                "POST /v1/references/import"]
+                "POST /v1/references/import", "PUT /v1/datasets/{{dataset_id}}/captions"]
 checks.positive_data_acceptance.expected-statuses = {SEMANTIC!r}
 
 # DELETE /v1/jobs/{id} cancels: the job stays readable (status failed, "canceled on request"), by design, which
