@@ -26,7 +26,6 @@ from soundcheck.evaluation import (
     ReferenceSide,
     all_failed,
     evaluate_embeddings,
-    evaluate_signals,
     failed_metric,
     metric_versions,
 )
@@ -46,6 +45,7 @@ from soundcheck.provenance import (
 )
 from soundcheck.references import ReferenceStore
 from soundcheck.settings import get_settings
+from soundcheck.signal_evaluation import evaluate_signals
 from soundcheck.streaming import KEEP_STATS, SetFold, reference_keep
 from worker import reference_pack
 from worker.fanout import embed_dataset_fanned, helpers_for

@@ -12,11 +12,11 @@ from soundcheck.evaluation import (
     FileEmbedding,
     MetricInputError,
     evaluate_embeddings,
-    evaluate_signals,
     metric_versions,
 )
 from soundcheck.jobspec import METRIC_NAMES, SIGNAL_METRICS, MetricOptions
 from soundcheck.metrics import GaussianStats, frechet_distance, kernel_audio_distance, prdc
+from soundcheck.signal_evaluation import evaluate_signals
 
 EMBEDDING_METRICS = [m for m in METRIC_NAMES if m not in SIGNAL_METRICS]
 DIM = 16

@@ -305,8 +305,9 @@ def test_mcd_of_typical_degradations_is_in_the_published_range(tmp_path, rng):
 
 
 def test_evaluate_signals_names_the_mcd_analysis_and_alignment(rng):
-    from soundcheck.evaluation import MetricInputError, evaluate_signals, metric_versions
+    from soundcheck.evaluation import MetricInputError, metric_versions
     from soundcheck.jobspec import MetricOptions
+    from soundcheck.signal_evaluation import evaluate_signals
 
     pairs = [(f"f{i}.wav", _speech_like(rng, 4000, 16000), _speech_like(rng, 4400, 16000) + 0.01 * rng.standard_normal(
         4400), 16000) for i in range(3)]
